@@ -1,0 +1,88 @@
+"""The original DeepLab recipe, as one ml_collections config.
+
+Every model-zoo config starts from `get_config()` here and changes only what
+its setup changes. Defaults equal the original `train.py` / `eval.py` /
+`common.py` flags unless a comment says otherwise.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+
+  # --- Model (common.py ModelOptions) -------------------------------------
+  config.model = model = ml_collections.ConfigDict()
+  model.backbone = 'mobilenet_v2'  # mobilenet_v2 | xception_41/65/71 | resnet_v1_50/101_beta
+  model.depth_multiplier = 1.0  # MobileNetV2 only.
+  model.output_stride = 16  # 8, 16 or 32.
+  model.atrous_rates = ()  # ASPP rates; () builds only image pooling + 1x1 (MobileNetV2 zoo).
+  model.multi_grid = None  # e.g. (1, 2, 4) for the beta ResNets; None = (1, 1, 1).
+  model.decoder_output_stride = None  # 4 for DeepLabv3+; None for no decoder.
+  model.dense_prediction_cell = None  # None, a JSON path, or a shipped cell name.
+  model.num_classes = 21
+  model.add_image_level_feature = True
+  # Pooling window of the image-level feature, as a crop size (h, w). None pools
+  # globally; set it to the training crop to reproduce the original on larger
+  # evaluation images (with image_pooling_stride).
+  model.image_pooling_crop_size = None
+  model.image_pooling_stride = (1, 1)
+  model.aspp_with_separable_conv = True
+  model.decoder_use_separable_conv = True
+  model.image_pyramid = None  # Train-time pyramid scales, merged by `merge_method`.
+  model.merge_method = 'max'
+  model.dtype = 'float32'  # Compute dtype ('bfloat16' on TPU); parameters stay float32.
+  model.remat = False  # Rematerialise backbone blocks to save memory at large crops.
+
+  # --- Data ----------------------------------------------------------------
+  config.dataset = dataset = ml_collections.ConfigDict()
+  dataset.name = 'pascal_voc'
+  dataset.data_dir = None  # TFDS data dir (None = TFDS default), or a folder for `custom`.
+  dataset.manual_dir = None  # Where downloaded archives are, when there is no network.
+  dataset.train_split = 'train_aug'
+  dataset.eval_split = 'validation'
+  dataset.ignore_label = 255
+
+  # --- Training (train.py flags) ------------------------------------------
+  config.seed = 0
+  config.num_train_steps = 30_000
+  config.global_batch_size = 16  # The paper's VOC batch; train.py's flag default is 8.
+  config.train_crop_size = (513, 513)
+  config.min_scale_factor = 0.5
+  config.max_scale_factor = 2.0
+  config.scale_factor_step_size = 0.25
+  config.learning_policy = 'poly'  # poly | step
+  config.learning_rate = 0.007  # The VOC train_aug recipe (the flag default is 1e-4).
+  config.learning_power = 0.9
+  config.learning_rate_decay_factor = 0.1  # step policy only
+  config.learning_rate_decay_step = 2000  # step policy only
+  config.slow_start_step = 0
+  config.slow_start_learning_rate = 1e-4
+  config.momentum = 0.9
+  config.weight_decay = 4e-5
+  config.fine_tune_batch_norm = True  # False freezes BN statistics (gamma/beta still train).
+  config.upsample_logits = True  # Upsample logits to the labels (else downsample labels).
+  config.top_k_percent_pixels = 1.0  # < 1 mines the hardest pixels.
+  config.hard_example_mining_step = 0
+  config.last_layer_gradient_multiplier = 1.0
+  config.last_layers_contain_logits_only = False
+
+  # Initialisation: a model-zoo / ImageNet TF checkpoint prefix, or an Orbax
+  # checkpoint directory. Ignored once the workdir has its own checkpoint.
+  config.init_checkpoint = None
+  config.initialize_last_layer = True
+
+  # --- Evaluation (eval.py flags) -----------------------------------------
+  config.eval_crop_size = (513, 513)
+  config.eval_batch_size = 8
+  config.eval_scales = (1.0,)
+  config.eval_flip = False
+  config.eval_every_steps = 2000
+  config.num_eval_images = None  # None = the whole split.
+
+  # --- Bookkeeping ---------------------------------------------------------
+  config.log_every_steps = 10
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.num_prediction_images = 8  # Prediction overlays written at each evaluation.
+  return config

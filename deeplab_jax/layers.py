@@ -1,0 +1,223 @@
+"""Building blocks shared by every backbone and head.
+
+Variables are named exactly as in the original TF-slim graph (`weights`,
+`depthwise_weights`, `biases`, `BatchNorm/{gamma,beta,moving_mean,
+moving_variance}`), and depthwise kernels keep TF's [kh, kw, C, 1] layout, so a
+Flax variable path *is* the model-zoo variable name and importing a checkpoint
+is a rename-free copy.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Rate = Union[int, Tuple[int, int]]
+Padding = Sequence[Tuple[int, int]]
+
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNormSettings:
+  """Batch-norm constants of one part of the network (they differ per backbone)."""
+  decay: float
+  epsilon: float
+  # Mesh axis to average batch statistics over (sync BN), or None.
+  axis_name: Optional[str] = None
+
+
+def _pair(value: Rate) -> Tuple[int, int]:
+  return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def same_padding(size: int, kernel: int, stride: int, rate: int) -> Tuple[int, int]:
+  """TF 'SAME' padding of one axis (the extra pixel goes at the end)."""
+  effective = (kernel - 1) * rate + 1
+  out = -(-size // stride)
+  total = max((out - 1) * stride + effective - size, 0)
+  return total // 2, total - total // 2
+
+
+def fixed_padding(kernel: int, rate: int) -> Tuple[int, int]:
+  """The symmetric explicit padding of slim's `conv2d_same` for strided convs."""
+  total = (kernel - 1) * rate
+  return total // 2, total - total // 2
+
+
+def resolve_padding(padding: str, shape, kernel, stride, rate) -> Padding:
+  """'SAME' (TF semantics) or 'FIXED' (explicit symmetric) → explicit pairs."""
+  if padding == 'SAME':
+    return [same_padding(shape[1 + i], kernel[i], stride[i], rate[i]) for i in range(2)]
+  if padding == 'FIXED':
+    return [fixed_padding(kernel[i], rate[i]) for i in range(2)]
+  raise ValueError(f'Unknown padding {padding!r}; expected SAME or FIXED.')
+
+
+def depthwise_implementation() -> str:
+  """'shifted' (sum of strided slices) on CPU, where XLA's grouped conv is ~400x
+  slower per FLOP than dense convs; 'conv' elsewhere. DEEPLAB_DEPTHWISE overrides."""
+  choice = os.environ.get('DEEPLAB_DEPTHWISE')
+  if choice:
+    if choice not in ('shifted', 'conv'):
+      raise ValueError(f'DEEPLAB_DEPTHWISE={choice!r}: expected shifted or conv.')
+    return choice
+  return 'shifted' if jax.default_backend() == 'cpu' else 'conv'
+
+
+def depthwise_conv(x, kernel, stride, rate, padding: Padding):
+  """Depthwise conv of NHWC `x` with a TF-layout kernel [kh, kw, C, 1]."""
+  kh, kw, channels, _ = kernel.shape
+  if depthwise_implementation() == 'conv':
+    return lax.conv_general_dilated(
+        x, kernel.reshape(kh, kw, 1, channels), stride, padding,
+        rhs_dilation=rate, dimension_numbers=_DIMENSION_NUMBERS,
+        feature_group_count=channels)
+  x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  n, h, w, _ = x.shape
+  out_h = (h - ((kh - 1) * rate[0] + 1)) // stride[0] + 1
+  out_w = (w - ((kw - 1) * rate[1] + 1)) // stride[1] + 1
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      start = (0, i * rate[0], j * rate[1], 0)
+      limit = (n, start[1] + (out_h - 1) * stride[0] + 1,
+               start[2] + (out_w - 1) * stride[1] + 1, channels)
+      tap = lax.slice(x, start, limit, (1, stride[0], stride[1], 1)) * kernel[i, j, :, 0]
+      out = tap if out is None else out + tap
+  return out
+
+
+class BatchNorm(nn.Module):
+  """Batch norm with TF's conventions and variable names.
+
+  In training mode it normalises with the (cross-device, if `axis_name`) batch
+  moments and updates the moving variance with the *unbiased* batch variance,
+  as TF's fused batch norm does. Otherwise it uses the moving statistics.
+  """
+  settings: BatchNormSettings
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    channels = x.shape[-1]
+    gamma = self.param('gamma', nn.initializers.ones, (channels,), jnp.float32)
+    beta = self.param('beta', nn.initializers.zeros, (channels,), jnp.float32)
+    moving_mean = self.variable('batch_stats', 'moving_mean', jnp.zeros, (channels,), jnp.float32)
+    moving_var = self.variable('batch_stats', 'moving_variance', jnp.ones, (channels,), jnp.float32)
+    scale, shift = self.scale_and_shift(x, train, gamma, beta, moving_mean, moving_var)
+    return (x * scale + shift).astype(x.dtype)
+
+  def scale_and_shift(self, x, train, gamma, beta, moving_mean, moving_var):
+    """The per-channel affine map this layer applies, in float32."""
+    if train:
+      xf = x.astype(jnp.float32)
+      moments = jnp.stack([jnp.mean(xf, axis=(0, 1, 2)), jnp.mean(xf * xf, axis=(0, 1, 2))])
+      count = x.shape[0] * x.shape[1] * x.shape[2]
+      if self.settings.axis_name is not None:
+        moments = lax.pmean(moments, self.settings.axis_name)
+        count *= lax.psum(1, self.settings.axis_name)
+      mean, mean_sq = moments[0], moments[1]
+      var = jnp.maximum(mean_sq - mean * mean, 0.0)
+      if not self.is_initializing():
+        decay = self.settings.decay
+        unbiased = var * (count / max(count - 1, 1))
+        moving_mean.value = decay * moving_mean.value + (1 - decay) * mean
+        moving_var.value = decay * moving_var.value + (1 - decay) * unbiased
+    else:
+      mean, var = moving_mean.value, moving_var.value
+    scale = gamma * lax.rsqrt(var + self.settings.epsilon)
+    return scale, beta - mean * scale
+
+
+class ConvBN(nn.Module):
+  """Convolution without bias → batch norm → optional activation.
+
+  `depthwise=True` makes it a depthwise conv (multiplier 1) whose variable is
+  `depthwise_weights`. At inference the batch norm is folded into the kernel.
+  """
+  features: Optional[int]
+  bn: BatchNormSettings
+  kernel_size: int = 1
+  stride: Rate = 1
+  rate: Rate = 1
+  padding: str = 'SAME'
+  depthwise: bool = False
+  activation: Optional[Callable] = nn.relu
+  kernel_init: Callable = nn.initializers.glorot_uniform()
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    k = (self.kernel_size, self.kernel_size)
+    stride, rate = _pair(self.stride), _pair(self.rate)
+    channels = x.shape[-1]
+    if self.depthwise:
+      kernel = self.param('depthwise_weights', self.kernel_init, (*k, channels, 1), jnp.float32)
+    else:
+      kernel = self.param('weights', self.kernel_init, (*k, channels, self.features), jnp.float32)
+    padding = resolve_padding(self.padding, x.shape, k, stride, rate)
+    norm = BatchNorm(self.bn, name='BatchNorm')
+
+    def convolve(w):
+      x_, w_ = x.astype(self.dtype), w.astype(self.dtype)
+      if self.depthwise:
+        return depthwise_conv(x_, w_, stride, rate, padding)
+      return lax.conv_general_dilated(x_, w_, stride, padding, rhs_dilation=rate,
+                                      dimension_numbers=_DIMENSION_NUMBERS)
+
+    if train or self.is_initializing():
+      y = norm(convolve(kernel), train=train)
+    else:
+      # Fold BN into the kernel: one pass over the output instead of two.
+      scale, shift = _bn_affine(norm, channels if self.depthwise else self.features)
+      folded = kernel * (scale[:, None] if self.depthwise else scale)
+      y = (convolve(folded) + shift.astype(self.dtype))
+    return self.activation(y) if self.activation is not None else y
+
+
+def _bn_affine(norm: BatchNorm, channels: int):
+  """The inference-time (scale, shift) of a bound BatchNorm submodule."""
+  mean = norm.get_variable('batch_stats', 'moving_mean')
+  var = norm.get_variable('batch_stats', 'moving_variance')
+  gamma = norm.get_variable('params', 'gamma')
+  beta = norm.get_variable('params', 'beta')
+  if mean is None or gamma is None:
+    raise ValueError(f'Batch norm {norm.name} has no variables ({channels} channels).')
+  scale = gamma * lax.rsqrt(var + norm.settings.epsilon)
+  return scale, beta - mean * scale
+
+
+def split_separable_conv(parent_name: str, features: int, bn: BatchNormSettings,
+                         rate: Rate = 1, dtype=jnp.float32):
+  """The original's `split_separable_conv2d` as a (depthwise, pointwise) pair.
+
+  Depthwise conv-BN-ReLU then 1x1 conv-BN-ReLU, in sibling scopes
+  `<parent_name>_depthwise` and `<parent_name>_pointwise` of the calling module
+  (used by ASPP, the decoder and the Dense Prediction Cell)."""
+  depthwise = ConvBN(None, bn, kernel_size=3, rate=rate, depthwise=True,
+                     kernel_init=nn.initializers.truncated_normal(0.33), dtype=dtype,
+                     name=f'{parent_name}_depthwise')
+  pointwise = ConvBN(features, bn, kernel_init=nn.initializers.truncated_normal(0.06),
+                     dtype=dtype, name=f'{parent_name}_pointwise')
+  return depthwise, pointwise
+
+
+class Conv2DWithBias(nn.Module):
+  """The logits layer: a plain conv with `weights` and `biases`, nothing else."""
+  features: int
+  kernel_size: int = 1
+  kernel_init: Callable = nn.initializers.truncated_normal(0.01)
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    kernel = self.param('weights', self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('biases', nn.initializers.zeros, (self.features,), jnp.float32)
+    padding = resolve_padding('SAME', x.shape, (k, k), (1, 1), (1, 1))
+    y = lax.conv_general_dilated(x.astype(jnp.float32), kernel, (1, 1), padding,
+                                 dimension_numbers=_DIMENSION_NUMBERS)
+    return y + bias
