@@ -1,0 +1,127 @@
+"""Safe extraction of tar and zip archives.
+
+Downloaded archives are untrusted: a member named `/etc/x` or `../../x`, or a
+link pointing out of the target, would write outside the extraction folder.
+Every member is checked twice: by name before anything is written (so a bad
+archive extracts nothing), and against the real file system just before it is
+written (which also catches chains of links that only escape once resolved).
+"""
+
+import os
+import posixpath
+import shutil
+import tarfile
+import zipfile
+
+
+class UnsafeArchiveError(ValueError):
+  """An archive member would land outside the extraction folder."""
+
+
+def _lexically_inside(relative_path: str) -> bool:
+  """Whether a '/'-separated relative path stays inside its root by name."""
+  if not relative_path or relative_path.startswith('/'):
+    return False
+  if len(relative_path) > 1 and relative_path[1] == ':':  # C:\ style.
+    return False
+  normalized = posixpath.normpath(relative_path)
+  return normalized != '..' and not normalized.startswith('../')
+
+
+def _really_inside(root: str, path: str) -> bool:
+  root = os.path.realpath(root)
+  return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _refuse(archive_path, member_name, why):
+  raise UnsafeArchiveError(
+      f'Refusing to extract {archive_path}: member {member_name!r} {why}.')
+
+
+def _check_tar_member(archive_path: str, member: tarfile.TarInfo) -> None:
+  name = member.name.replace('\\', '/')
+  if not _lexically_inside(name):
+    _refuse(archive_path, member.name, 'has an absolute path or escapes with ..')
+  if member.issym():
+    target = posixpath.join(posixpath.dirname(name), member.linkname)
+    if member.linkname.startswith('/') or not _lexically_inside(target):
+      _refuse(archive_path, member.name,
+              f'is a symlink pointing outside ({member.linkname!r})')
+  elif member.islnk():
+    if not _lexically_inside(member.linkname.replace('\\', '/')):
+      _refuse(archive_path, member.name,
+              f'is a hard link pointing outside ({member.linkname!r})')
+  elif not (member.isfile() or member.isdir()):
+    _refuse(archive_path, member.name, 'is a device or FIFO')
+
+
+def _extract_tar(archive_path: str, target_dir: str) -> None:
+  with tarfile.open(archive_path, mode='r:*') as tar:
+    members = tar.getmembers()
+    for member in members:
+      _check_tar_member(archive_path, member)
+    for member in members:
+      destination = os.path.join(target_dir, member.name)
+      if not _really_inside(target_dir, destination):
+        _refuse(archive_path, member.name, 'resolves outside through a link')
+      if member.issym():
+        link_target = os.path.join(os.path.dirname(destination), member.linkname)
+        if not _really_inside(target_dir, link_target):
+          _refuse(archive_path, member.name,
+                  'is a symlink resolving outside through another link')
+      # The 'data' filter also drops set-uid bits and foreign ownership.
+      tar.extract(member, target_dir, filter='data')
+
+
+def _extract_zip(archive_path: str, target_dir: str) -> None:
+  with zipfile.ZipFile(archive_path) as archive:
+    infos = archive.infolist()
+    for info in infos:
+      if not _lexically_inside(info.filename.replace('\\', '/')):
+        _refuse(archive_path, info.filename,
+                'has an absolute path or escapes with ..')
+    for info in infos:
+      destination = os.path.join(target_dir, info.filename)
+      if not _really_inside(target_dir, destination):
+        _refuse(archive_path, info.filename, 'resolves outside through a link')
+      archive.extract(info, target_dir)
+
+
+def safe_extract(archive_path: str, target_dir: str) -> None:
+  """Extracts a tar (plain, .gz, .bz2, .xz) or zip archive into `target_dir`.
+
+  Raises:
+    UnsafeArchiveError: some member would be written (or link) outside
+      `target_dir`: absolute paths, `..`, links leaving the folder, devices.
+    ValueError: the file is neither a tar nor a zip archive.
+  """
+  archive_path = os.fspath(archive_path)
+  target_dir = os.fspath(target_dir)
+  os.makedirs(target_dir, exist_ok=True)
+  if zipfile.is_zipfile(archive_path):
+    _extract_zip(archive_path, target_dir)
+  elif tarfile.is_tarfile(archive_path):
+    _extract_tar(archive_path, target_dir)
+  else:
+    raise ValueError(f'{archive_path} is neither a tar nor a zip archive.')
+
+
+def extract_once(archive_path: str, target_dir: str) -> str:
+  """Safely extracts into `target_dir` unless a previous run completed it.
+
+  Extraction goes to a temporary sibling folder that is renamed when done, so
+  an interrupted run never leaves a half-extracted folder that looks finished.
+  Returns `target_dir`.
+  """
+  target_dir = os.fspath(target_dir)
+  if os.path.isdir(target_dir):
+    return target_dir
+  partial_dir = target_dir + '.incomplete'
+  shutil.rmtree(partial_dir, ignore_errors=True)
+  try:
+    safe_extract(archive_path, partial_dir)
+  except BaseException:
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    raise
+  os.rename(partial_dir, target_dir)
+  return target_dir
