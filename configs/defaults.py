@@ -86,3 +86,21 @@ def get_config():
   config.keep_checkpoints = 3
   config.num_prediction_images = 8  # Prediction overlays written at each evaluation.
   return config
+
+
+def apply_variant(config, arg=None):
+  """`configs/X.py:tiny` turns any setup into a small variant that runs on a CPU."""
+  if not arg:
+    return config
+  if arg != 'tiny':
+    raise ValueError(f'Unknown config argument {arg!r}; the only variant is "tiny".')
+  config.num_train_steps = 20
+  config.global_batch_size = 2
+  config.train_crop_size = (129, 129)
+  config.eval_crop_size = (129, 129)
+  config.eval_batch_size = 2
+  config.num_eval_images = 4
+  config.eval_every_steps = 10
+  config.checkpoint_every_steps = 10
+  config.log_every_steps = 5
+  return config
