@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -180,3 +182,41 @@ def test_gradient_multipliers_follow_the_name_rules():
   assert only_logits['decoder']['decoder_conv0_pointwise']['weights'] == 1.0
   assert (jax.tree.structure(only_logits) ==
           jax.tree.structure(example_params()))
+
+
+_SHARD_MAP_SCRIPT = r'''
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from deeplab_jax import losses
+data = np.load(sys.argv[1])
+logits, labels = data['logits'], data['labels']
+mesh = jax.make_mesh((2,), ('data',))
+scale = jnp.ones((21,), jnp.float32)
+
+def global_mean(scale, x, y):
+  loss_sum, count = losses.cross_entropy_sums(x * scale, y, num_classes=21)
+  return jax.lax.psum(loss_sum, 'data') / jax.lax.psum(count, 'data')
+
+step = jax.jit(jax.shard_map(jax.value_and_grad(global_mean), mesh=mesh,
+                             in_specs=(P(), P('data'), P('data')), out_specs=(P(), P())))
+batch = NamedSharding(mesh, P('data'))
+loss, grads = step(scale, jax.device_put(logits, batch), jax.device_put(labels, batch))
+ref_loss, ref_grads = jax.value_and_grad(
+    lambda s: losses.cross_entropy_loss(logits * s, labels, num_classes=21))(scale)
+assert abs(float(loss) - float(ref_loss)) < 1e-6 * float(ref_loss), (loss, ref_loss)
+np.testing.assert_allclose(grads, ref_grads, rtol=1e-5, atol=1e-8)
+print('OK')
+'''
+
+
+def test_psum_of_sums_under_shard_map_equals_one_device(loss_fixture):
+  # Needs 2 fake devices, which must be set before JAX starts: run in a child.
+  folder = os.path.join(fixtures_dir(), 'preprocess')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu',
+             PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = subprocess.run([sys.executable, '-c', _SHARD_MAP_SCRIPT,
+                           os.path.join(folder, 'loss.npz')],
+                          env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and 'OK' in result.stdout, result.stderr[-3000:]
