@@ -1,5 +1,6 @@
 """deeplab_jax: DeepLab v3/v3+ semantic segmentation in JAX/Flax."""
 
+from deeplab_jax import backbones
 from deeplab_jax.checkpoint_import import CheckpointMismatchError, import_tf_checkpoint
 from deeplab_jax.inference import class_probabilities, predict_labels
 from deeplab_jax.model import DeepLab, create_model

@@ -5,7 +5,6 @@ import is a name-for-name copy with shape checks; anything that does not match
 is reported by name before anything is returned.
 """
 
-import os
 import re
 from typing import Dict, Optional
 
@@ -43,11 +42,16 @@ def _read_tf_checkpoint(path_prefix: str) -> Dict[str, np.ndarray]:
     raise CheckpointMismatchError(f'{path_prefix}: cannot read TF checkpoint ({e}).') from e
 
 
-def model_variable_template(config: ml_collections.ConfigDict, seed: int = 0):
-  """Freshly initialised variables of the model (a small input fixes no shape)."""
+def model_variables(config: ml_collections.ConfigDict, seed: int = 0, abstract: bool = False):
+  """Freshly initialised variables of the model, or only their shapes.
+
+  The input size fixes no variable shape, so a small one keeps this cheap.
+  """
   model = create_model(config)
-  return jax.jit(lambda key: model.init(key, jnp.zeros((1, 33, 33, 3)), train=False))(
-      jax.random.key(seed))
+  init = lambda key: model.init(key, jnp.zeros((1, 33, 33, 3)), train=False)
+  if abstract:
+    return jax.eval_shape(init, jax.random.key(seed))
+  return jax.jit(init)(jax.random.key(seed))
 
 
 def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
@@ -69,8 +73,7 @@ def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
     CheckpointMismatchError: listing missing, unexpected and mis-shaped variables.
   """
   tf_vars = _read_tf_checkpoint(path_prefix)
-  template = model_variable_template(config, seed)
-  flat = traverse_util.flatten_dict(template)
+  flat = traverse_util.flatten_dict(model_variables(config, abstract=True))
   by_name = {'/'.join(key[1:]): key for key in flat}  # key[0] is the collection.
   backbone_scope = next(name for name in by_name).split('/')[0]
   if backbone_only is None:
@@ -117,6 +120,3 @@ def _mismatch_report(path_prefix, config, missing, unexpected, misshaped) -> str
           + '\n  A different number of classes needs include_logits=False '
             '(config.initialize_last_layer=False).')
 
-
-def checkpoint_exists(path_prefix: str) -> bool:
-  return os.path.exists(path_prefix + '.index')

@@ -1,0 +1,111 @@
+"""Shapes, parameter counts and config validation of the DeepLab models.
+
+Everything here uses `jax.eval_shape`, so nothing is compiled or run.
+"""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+import deeplab_jax
+from configs import defaults
+
+
+def zoo_config(name, **model_overrides):
+  config = importlib.import_module(f'configs.{name}').get_config()
+  for key, value in model_overrides.items():
+    config.model[key] = value
+  return config
+
+
+def abstract_variables(config, size=(65, 65)):
+  model = deeplab_jax.create_model(config)
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *size, 3))))
+
+
+def trainable_count(variables):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables['params']))
+
+
+# Trainable-parameter totals of the original graphs (21 classes; gamma/beta
+# included, moving statistics excluded).
+@pytest.mark.parametrize('name, overrides, expected', [
+    ('voc_xception65', {}, 41_055_413),
+    ('cityscapes_xception71_dpc', {'num_classes': 21}, 41_609_037),
+    ('voc_resnet50_beta', {'backbone': 'resnet_v1_101_beta'}, 45_812_037),
+    ('voc_mnv2', {}, 2_113_557),
+    ('voc_mnv2_dm05', {}, 697_013),
+])
+def test_parameter_counts_equal_the_original(name, overrides, expected):
+  assert trainable_count(abstract_variables(zoo_config(name, **overrides))) == expected
+
+
+@pytest.mark.parametrize('name', ['voc_mnv2', 'voc_xception65', 'voc_resnet50_beta',
+                                  'cityscapes_xception71_dpc'])
+@pytest.mark.parametrize('output_stride', [8, 16, 32])
+def test_logits_size_follows_the_crop_rule(name, output_stride):
+  config = zoo_config(name, output_stride=output_stride)
+  model = deeplab_jax.create_model(config)
+  images = jnp.zeros((2, 129, 129, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
+  logits = jax.eval_shape(lambda v: model.apply(v, images), variables)
+  stride = config.model.decoder_output_stride or output_stride
+  size = deeplab_jax.scale_dimension(129, 1 / stride)
+  assert logits.shape == (2, size, size, config.model.num_classes)
+
+
+def test_backbone_features_of_a_513_crop():
+  # Appendix B: X65 OS16 at 513 gives 33x33x2048 features, 129x129x256 low-level.
+  config = zoo_config('voc_xception65')
+  backbone = deeplab_jax.backbones.create_backbone(config.model, dtype=jnp.float32)
+  images = jnp.zeros((1, 513, 513, 3))
+  variables = jax.eval_shape(lambda: backbone.init(jax.random.key(0), images, False))
+  features, low_level = jax.eval_shape(lambda v: backbone.apply(v, images, False), variables)
+  assert features.shape == (1, 33, 33, 2048)
+  assert low_level.shape == (1, 129, 129, 256)
+
+
+def test_mobilenet_v2_uses_no_expand_conv_in_its_first_block():
+  names = traverse_util.flatten_dict(abstract_variables(zoo_config('voc_mnv2')), sep='/')
+  assert not any('MobilenetV2/expanded_conv/expand/' in n for n in names)
+  assert 'params/MobilenetV2/expanded_conv_1/expand/weights' in names
+  assert not any('Conv_1' in n for n in names)  # layer_19 is not built.
+
+
+def _conv_moving_mean(variables):
+  return variables['batch_stats']['MobilenetV2']['Conv']['BatchNorm']['moving_mean']
+
+
+@pytest.mark.parametrize('fine_tune_batch_norm', [True, False])
+def test_batch_stats_move_only_when_training_with_batch_norm_fine_tuning(fine_tune_batch_norm):
+  config = defaults.apply_variant(zoo_config('voc_mnv2'), 'tiny')
+  config.fine_tune_batch_norm = fine_tune_batch_norm
+  model = deeplab_jax.create_model(config)
+  images = jax.random.uniform(jax.random.key(1), (2, 65, 65, 3)) * 255
+  variables = model.init(jax.random.key(0), images)
+  _, updated = model.apply(variables, images, train=True, mutable=['batch_stats'],
+                           rngs={'dropout': jax.random.key(2)})
+  moved = not np.allclose(_conv_moving_mean(variables), _conv_moving_mean(updated))
+  assert moved == fine_tune_batch_norm
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('backbone', 'vgg16', 'config.model.backbone'),
+    ('output_stride', 4, 'config.model.output_stride'),
+    ('decoder_output_stride', 16, 'decoder_output_stride'),
+])
+def test_invalid_model_config_says_which_field(field, value, message):
+  config = zoo_config('voc_mnv2')
+  config.model[field] = value
+  with pytest.raises(ValueError, match=message):
+    abstract_variables(config)
+
+
+def test_dense_prediction_cell_rejects_a_missing_file():
+  config = zoo_config('cityscapes_xception71_dpc', dense_prediction_cell='/nonexistent/cell.json')
+  with pytest.raises(FileNotFoundError, match='cell.json'):
+    abstract_variables(config)
