@@ -171,6 +171,7 @@ def test_eval_hosts_run_equal_steps_with_masked_padding(num_examples):
         name = batch['name'][i].decode()
         if not batch['mask'][i]:
           assert name == '' and np.all(batch['label'][i] == 255)
+          assert np.all(batch['image'][i] == 127.5)
           continue
         seen.append(name)
         example = examples[int(name[4:])]

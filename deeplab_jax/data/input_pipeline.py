@@ -212,8 +212,8 @@ def create_eval_dataset(config, source: tf.data.Dataset, *,
             'name': example['name'], 'height': height, 'width': width}
 
   padding = tf.data.Dataset.from_tensors({
-      'image': tf.fill([crop_height, crop_width, 3],
-                       tf.constant(options['pad_pixel'][0], tf.float32)),
+      'image': tf.broadcast_to(tf.constant(options['pad_pixel'], tf.float32),
+                               [crop_height, crop_width, 3]),
       'label': tf.fill([crop_height, crop_width], options['ignore_label']),
       'mask': tf.constant(False),
       'name': tf.constant(''),
