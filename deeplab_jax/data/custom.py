@@ -1,0 +1,252 @@
+"""A user's own segmentation data, read in place from a folder.
+
+Layout (nothing is copied or converted):
+
+  DIR/images/<split>/<stem>.jpg|.jpeg|.png   the images
+  DIR/labels/<split>/<stem>.png              class ids, one channel; 255 = ignore
+  DIR/classes.txt                            optional: one class name per line
+
+Label PNGs must hold class ids (mode L, P or 16-bit grey with ids < 256);
+colour label images are refused rather than guessed at. When a split is
+opened, every pair's header is checked (label present, single channel, same
+size as the image), so those mistakes fail at once; each file's pixels are
+checked (decodable, ids < num_classes or the ignore label) as it is read.
+`validate_split` checks every pixel of a split up front.
+"""
+
+import os
+from typing import List, NamedTuple, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+CLASSES_FILE = 'classes.txt'
+# Split names the rest of the code uses -> folder names users tend to pick.
+_SPLIT_ALIASES = {'validation': 'val', 'val': 'validation'}
+_ID_LABEL_MODES = ('L', 'P', 'I;16', 'I;16B', 'I;16L', 'I')
+
+
+class Pair(NamedTuple):
+  name: str  # The file stem, shared by image and label.
+  image_path: str
+  label_path: str
+
+
+def split_names(root: str) -> List[str]:
+  """The split folders under DIR/images."""
+  images_dir = os.path.join(root, 'images')
+  if not os.path.isdir(images_dir):
+    raise FileNotFoundError(
+        f'Custom dataset: {images_dir} does not exist; expected '
+        'DIR/images/<split>/*.jpg|png and DIR/labels/<split>/*.png.')
+  return sorted(d for d in os.listdir(images_dir)
+                if os.path.isdir(os.path.join(images_dir, d)))
+
+
+def _split_folder(root: str, split: str) -> str:
+  """The folder name of `split`, accepting 'validation' for 'val' and back."""
+  names = split_names(root)
+  if split in names:
+    return split
+  if _SPLIT_ALIASES.get(split) in names:
+    return _SPLIT_ALIASES[split]
+  raise FileNotFoundError(
+      f'Custom dataset: no split folder {os.path.join(root, "images", split)};'
+      f' the splits there are {names}.')
+
+
+def _is_image_file(file_name: str) -> bool:
+  stem, extension = os.path.splitext(file_name)
+  return extension.lower() in IMAGE_EXTENSIONS and not stem.startswith('.')
+
+
+def count_images(root: str, split: str) -> int:
+  """Images in a split folder (labels not looked at: cheap, never raises on them)."""
+  images_dir = os.path.join(root, 'images', _split_folder(root, split))
+  return sum(_is_image_file(f) for f in os.listdir(images_dir))
+
+
+def list_pairs(root: str, split: str) -> List[Pair]:
+  """(name, image, label) of every image of a split, sorted by name."""
+  folder = _split_folder(root, split)
+  images_dir = os.path.join(root, 'images', folder)
+  labels_dir = os.path.join(root, 'labels', folder)
+  pairs = []
+  for file_name in sorted(os.listdir(images_dir)):
+    if not _is_image_file(file_name):
+      continue
+    stem = os.path.splitext(file_name)[0]
+    label_path = os.path.join(labels_dir, stem + '.png')
+    if not os.path.isfile(label_path):
+      raise FileNotFoundError(
+          f'Custom dataset: missing label file {label_path} for image '
+          f'{os.path.join(images_dir, file_name)}.')
+    pairs.append(Pair(stem, os.path.join(images_dir, file_name), label_path))
+  if not pairs:
+    raise ValueError(
+        f'Custom dataset: split {split!r} is empty: no '
+        f'{"/".join(IMAGE_EXTENSIONS)} images in {images_dir}.')
+  names = [p.name for p in pairs]
+  if len(set(names)) != len(names):
+    duplicate = sorted(n for n in set(names) if names.count(n) > 1)[0]
+    raise ValueError(
+        f'Custom dataset: two images in {images_dir} share the stem '
+        f'{duplicate!r} and so the label {duplicate}.png.')
+  return pairs
+
+
+def read_class_names(root: str) -> Optional[Tuple[str, ...]]:
+  """Names from DIR/classes.txt (blank lines skipped), or None without it."""
+  path = os.path.join(root, CLASSES_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    names = tuple(line.strip() for line in f if line.strip())
+  if not names:
+    raise ValueError(f'Custom dataset: {path} lists no class names.')
+  if len(names) > 255:
+    raise ValueError(f'Custom dataset: {path} lists {len(names)} classes; at '
+                     'most 255 fit uint8 labels next to the ignore label.')
+  return names
+
+
+def _check_label_mode(path: str, mode: str) -> None:
+  if mode not in _ID_LABEL_MODES:
+    raise ValueError(
+        f'Custom dataset: label {path} is a {mode} image; labels must be '
+        'single-channel PNGs (mode L or P) whose pixel values are class ids, '
+        'not colours. Convert each colour to its class id first.')
+
+
+def check_pair_headers(pair: Pair) -> None:
+  """Fast checks from the file headers alone: readable, one channel, sizes."""
+  try:
+    with Image.open(pair.image_path) as image:
+      image_size = image.size
+  except (OSError, SyntaxError, ValueError) as error:
+    raise ValueError(f'Custom dataset: unreadable or corrupt image '
+                     f'{pair.image_path} ({error}).') from error
+  try:
+    with Image.open(pair.label_path) as label:
+      label_size, label_mode = label.size, label.mode
+  except (OSError, SyntaxError, ValueError) as error:
+    raise ValueError(f'Custom dataset: unreadable or corrupt label '
+                     f'{pair.label_path} ({error}).') from error
+  _check_label_mode(pair.label_path, label_mode)
+  if image_size != label_size:
+    raise ValueError(
+        f'Custom dataset: image {pair.image_path} is {image_size[0]}x'
+        f'{image_size[1]} (WxH) but its label {pair.label_path} is '
+        f'{label_size[0]}x{label_size[1]}.')
+
+
+def read_image(path: str) -> np.ndarray:
+  """uint8 [H, W, 3]; grey, palette and RGBA images become RGB."""
+  try:
+    with Image.open(path) as image:
+      image.load()  # Decodes fully: truncated data fails here.
+      if image.mode != 'RGB':
+        image = image.convert('RGB')
+      return np.asarray(image, dtype=np.uint8)
+  except (OSError, SyntaxError, ValueError) as error:
+    raise ValueError(
+        f'Custom dataset: unreadable or corrupt image {path} ({error}).'
+    ) from error
+
+
+def read_label(path: str) -> np.ndarray:
+  """Class ids as uint8 [H, W, 1] (palette indices, never colours)."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      _check_label_mode(path, image.mode)
+      ids = np.asarray(image)
+  except (OSError, SyntaxError) as error:
+    raise ValueError(
+        f'Custom dataset: unreadable or corrupt label {path} ({error}).'
+    ) from error
+  if ids.size and ids.max() > 255:
+    raise ValueError(f'Custom dataset: label {path} has values up to '
+                     f'{ids.max()}; class ids must fit in 0..255.')
+  return ids.astype(np.uint8)[..., np.newaxis]
+
+
+def check_label_values(path: str, label: np.ndarray, num_classes: int,
+                       ignore_label: int) -> None:
+  values = np.unique(label)
+  bad = values[(values >= num_classes) & (values != ignore_label)]
+  if bad.size:
+    raise ValueError(
+        f'Custom dataset: label {path} has values {bad.tolist()[:10]} >= '
+        f'num_classes={num_classes} that are not the ignore label '
+        f'{ignore_label}.')
+
+
+def read_pair(pair: Pair, num_classes: int, ignore_label: int):
+  """The decoded, fully checked (image, label) of a pair."""
+  image = read_image(pair.image_path)
+  label = read_label(pair.label_path)
+  if image.shape[:2] != label.shape[:2]:
+    raise ValueError(
+        f'Custom dataset: image {pair.image_path} is {image.shape[:2]} (HxW) '
+        f'but its label {pair.label_path} is {label.shape[:2]}.')
+  check_label_values(pair.label_path, label, num_classes, ignore_label)
+  return image, label
+
+
+def infer_num_classes(root: str, split: str, ignore_label: int) -> int:
+  """1 + the largest class id in a split's labels (when there is no classes.txt)."""
+  largest = 0
+  for pair in list_pairs(root, split):
+    values = np.unique(read_label(pair.label_path))
+    values = values[values != ignore_label]
+    if values.size:
+      largest = max(largest, int(values.max()))
+  return largest + 1
+
+
+def validate_split(root: str, split: str, num_classes: int,
+                   ignore_label: int = 255) -> int:
+  """Reads every pair of a split, raising on the first bad file; returns the count."""
+  pairs = list_pairs(root, split)
+  for pair in pairs:
+    check_pair_headers(pair)
+    read_pair(pair, num_classes, ignore_label)
+  return len(pairs)
+
+
+def shard(pairs: list, process_index: int, process_count: int) -> list:
+  """Host `process_index`'s contiguous slice; sizes differ by at most one."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index={process_index} is not in '
+                     f'[0, process_count={process_count}).')
+  total = len(pairs)
+  start = process_index * total // process_count
+  end = (process_index + 1) * total // process_count
+  return pairs[start:end]
+
+
+def make_dataset(pairs: List[Pair], num_classes: int, ignore_label: int = 255,
+                 *, shuffle_files: bool = False) -> tf.data.Dataset:
+  """A dataset of {'image', 'label', 'name'} reading `pairs` from disk."""
+  for pair in pairs:
+    check_pair_headers(pair)
+  by_name = {p.name: p for p in pairs}
+  names = tf.data.Dataset.from_tensor_slices([p.name for p in pairs])
+  if shuffle_files:
+    names = names.shuffle(len(pairs), reshuffle_each_iteration=True)
+
+  def read(name):
+    return read_pair(by_name[name.decode('utf-8')], num_classes, ignore_label)
+
+  def load(name):
+    image, label = tf.numpy_function(read, [name], (tf.uint8, tf.uint8),
+                                     stateful=False)
+    image.set_shape([None, None, 3])
+    label.set_shape([None, None, 1])
+    return {'image': image, 'label': label, 'name': name}
+
+  return names.map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                   deterministic=True)
