@@ -106,7 +106,7 @@ def test_infer_num_classes_without_classes_txt(tmp_path):
 def test_shard_is_contiguous_and_even():
   items = list(range(7))
   shards = [custom.shard(items, i, 3) for i in range(3)]
-  assert shards == [[0, 1], [2, 3], [4, 5, 6]]
+  assert shards == [[0, 1, 2], [3, 4], [5, 6]]
   with pytest.raises(ValueError, match='process_index'):
     custom.shard(items, 3, 3)
 
@@ -180,7 +180,8 @@ def test_empty_and_missing_splits_are_named(tmp_path):
   os.makedirs(os.path.join(root, 'images', 'test'))
   with pytest.raises(ValueError, match=r"split 'test' is empty.*images/test"):
     custom.list_pairs(root, 'test')
-  with pytest.raises(FileNotFoundError, match=r"no split folder .*holdout.*\['test', 'train', 'val'\]"):
+  with pytest.raises(FileNotFoundError,
+                     match=r"no split folder .*holdout.*\['test', 'train', 'val'\]"):
     custom.list_pairs(root, 'holdout')
   with pytest.raises(FileNotFoundError, match='images does not exist'):
     custom.split_names(os.fspath(tmp_path / 'nowhere'))

@@ -218,13 +218,14 @@ def validate_split(root: str, split: str, num_classes: int,
 
 
 def shard(pairs: list, process_index: int, process_count: int) -> list:
-  """Host `process_index`'s contiguous slice; sizes differ by at most one."""
+  """Host `process_index`'s contiguous slice, split as `tfds.even_splits` does:
+  sizes differ by at most one, the first hosts taking the extra examples."""
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index={process_index} is not in '
                      f'[0, process_count={process_count}).')
-  total = len(pairs)
-  start = process_index * total // process_count
-  end = (process_index + 1) * total // process_count
+  base, extra = divmod(len(pairs), process_count)
+  start = process_index * base + min(process_index, extra)
+  end = start + base + (1 if process_index < extra else 0)
   return pairs[start:end]
 
 
