@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
+from deeplab_jax.data import archives
 from deeplab_jax.data import voc
 
 # Mini VOC: train a b c, val d e. SBD: train b d f g, val c h.
@@ -233,3 +234,20 @@ def test_missing_archives_without_network_say_where_to_put_them(
   message = str(error.value)
   assert voc.VOC_ARCHIVE in message and voc.SBD_ARCHIVE in message
   assert os.fspath(tmp_path / 'manual') in message
+
+
+def test_extracted_folders_in_the_manual_dir_are_used_in_place(tmp_path):
+  archive_dir = tmp_path / 'archives'
+  write_voc_archives(archive_dir)
+  manual = tmp_path / 'manual'
+  for name in (voc.VOC_ARCHIVE, voc.SBD_ARCHIVE):
+    archives.safe_extract(archive_dir / name, manual)
+  builder = voc.PascalVocSegmentation(data_dir=os.fspath(tmp_path / 'data'))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=os.fspath(manual)))
+  assert builder.info.splits['train_aug'].num_examples == 6
+  extracted = tmp_path / 'data' / 'downloads' / 'extracted'
+  assert not (extracted / (voc.VOC_ARCHIVE + '.dir')).exists()
+  assert not (extracted / (voc.SBD_ARCHIVE + '.dir')).exists()
+  label = _examples(builder, 'validation')[VOC_VAL[0]]['label'][..., 0]
+  np.testing.assert_array_equal(label, expected_label(VOC_VAL[0]))

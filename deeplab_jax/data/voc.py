@@ -48,6 +48,7 @@ _MANUAL_INSTRUCTIONS = f"""\
 Put these two files, unchanged, in the manual dir (`config.dataset.manual_dir`):
   {VOC_ARCHIVE}  from {VOC_URL}
   {SBD_ARCHIVE}  from {SBD_URL}
+(or their extracted folders {_VOC_ROOT}/ and {_SBD_ROOT}/ there instead).
 """
 
 
@@ -126,13 +127,9 @@ class PascalVocSegmentation(tfds.core.GeneratorBasedBuilder):
         homepage='http://host.robots.ox.ac.uk/pascal/VOC/voc2012/',
     )
 
-  def _archive_path(self, dl_manager, file_name, url):
+  def _archive_path(self, manual_dir, manual_problem, dl_manager, file_name,
+                    url):
     """The archive from the manual dir, else downloaded, else a clear error."""
-    try:
-      manual_dir = os.fspath(dl_manager.manual_dir)
-      manual_problem = None
-    except AssertionError as error:  # Not given, missing or empty.
-      manual_dir, manual_problem = None, str(error).splitlines()[0]
     if manual_dir is not None:
       candidate = os.path.join(manual_dir, file_name)
       if os.path.isfile(candidate):
@@ -151,12 +148,23 @@ class PascalVocSegmentation(tfds.core.GeneratorBasedBuilder):
           + _MANUAL_INSTRUCTIONS) from error
 
   def _split_generators(self, dl_manager):
+    try:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+      manual_problem = None
+    except AssertionError as error:  # Not given, missing or empty.
+      manual_dir, manual_problem = None, str(error).splitlines()[0]
     extract_root = os.path.join(os.fspath(dl_manager.download_dir), 'extracted')
     roots = {}
     for key, file_name, url, inner in (
         ('voc', VOC_ARCHIVE, VOC_URL, _VOC_ROOT),
         ('sbd', SBD_ARCHIVE, SBD_URL, _SBD_ROOT)):
-      archive = self._archive_path(dl_manager, file_name, url)
+      # Folders already extracted in the manual dir are used in place.
+      if manual_dir is not None and os.path.isdir(
+          os.path.join(manual_dir, inner)):
+        roots[key] = os.path.join(manual_dir, inner)
+        continue
+      archive = self._archive_path(manual_dir, manual_problem, dl_manager,
+                                   file_name, url)
       folder = archives.extract_once(
           archive, os.path.join(extract_root, file_name + '.dir'))
       roots[key] = os.path.join(folder, inner)
@@ -197,8 +205,8 @@ class PascalVocSegmentation(tfds.core.GeneratorBasedBuilder):
         raise FileNotFoundError(
             f'No image for id {image_id} in {voc_root}/JPEGImages or '
             f'{sbd_root}/img.')
-      if _image_size(image_path) != label.shape[:2]:
-        raise ValueError(
-            f'{image_path} is {_image_size(image_path)} but its label '
-            f'{label_path} is {label.shape[:2]}.')
+      image_size = _image_size(image_path)
+      if image_size != label.shape[:2]:
+        raise ValueError(f'{image_path} is {image_size} (HxW) but its label '
+                         f'{label_path} is {label.shape[:2]}.')
       yield image_id, {'image': image_path, 'label': label, 'name': image_id}
