@@ -69,14 +69,18 @@ def depthwise_implementation() -> str:
   return 'shifted' if jax.default_backend() == 'cpu' else 'conv'
 
 
-def depthwise_conv(x, kernel, stride, rate, padding: Padding):
-  """Depthwise conv of NHWC `x` with a TF-layout kernel [kh, kw, C, 1]."""
+def depthwise_conv(x, kernel, stride, rate, padding: Padding, accumulation_dtype=None):
+  """Depthwise conv of NHWC `x` with a TF-layout kernel [kh, kw, C, 1].
+
+  The result has `accumulation_dtype` (default: x's dtype)."""
   kh, kw, channels, _ = kernel.shape
+  accumulation_dtype = accumulation_dtype or x.dtype
   if depthwise_implementation() == 'conv':
     return lax.conv_general_dilated(
         x, kernel.reshape(kh, kw, 1, channels), stride, padding,
         rhs_dilation=rate, dimension_numbers=_DIMENSION_NUMBERS,
-        feature_group_count=channels)
+        feature_group_count=channels, preferred_element_type=accumulation_dtype)
+  x, kernel = x.astype(accumulation_dtype), kernel.astype(accumulation_dtype)
   x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   n, h, w, _ = x.shape
   out_h = (h - ((kh - 1) * rate[0] + 1)) // stride[0] + 1
@@ -165,9 +169,11 @@ class ConvBN(nn.Module):
     def convolve(w):
       x_, w_ = x.astype(self.dtype), w.astype(self.dtype)
       if self.depthwise:
-        return depthwise_conv(x_, w_, stride, rate, padding)
+        return depthwise_conv(x_, w_, stride, rate, padding, jnp.float32)
+      # Accumulate in float32 whatever the compute dtype (bfloat16 sums drift).
       return lax.conv_general_dilated(x_, w_, stride, padding, rhs_dilation=rate,
-                                      dimension_numbers=_DIMENSION_NUMBERS)
+                                      dimension_numbers=_DIMENSION_NUMBERS,
+                                      preferred_element_type=jnp.float32)
 
     if train or self.is_initializing():
       y = norm(convolve(kernel), train=train)
@@ -175,8 +181,9 @@ class ConvBN(nn.Module):
       # Fold BN into the kernel: one pass over the output instead of two.
       scale, shift = _bn_affine(norm, channels if self.depthwise else self.features)
       folded = kernel * (scale[:, None] if self.depthwise else scale)
-      y = (convolve(folded) + shift.astype(self.dtype))
-    return self.activation(y) if self.activation is not None else y
+      y = convolve(folded) + shift
+    y = self.activation(y) if self.activation is not None else y
+    return y.astype(self.dtype)
 
 
 def _bn_affine(norm: BatchNorm, channels: int):
