@@ -134,17 +134,20 @@ class PascalVocSegmentation(tfds.core.GeneratorBasedBuilder):
       candidate = os.path.join(manual_dir, file_name)
       if os.path.isfile(candidate):
         return candidate
-    where = manual_dir or manual_problem
+    if manual_dir is not None:
+      where = f'it is not in the manual dir {manual_dir}'
+    else:
+      where = manual_problem
     if not _reachable(url):
       raise FileNotFoundError(
-          f'PASCAL VOC: {file_name} is not in the manual dir ({where}) and '
-          f'{url} cannot be reached to download it.\n' + _MANUAL_INSTRUCTIONS)
+          f'PASCAL VOC needs {file_name}: {where}, and {url} cannot be '
+          'reached to download it.\n' + _MANUAL_INSTRUCTIONS)
     try:
       return os.fspath(dl_manager.download(url))
     except Exception as error:  # pylint: disable=broad-except
       raise FileNotFoundError(
-          f'PASCAL VOC: {file_name} is not in the manual dir ({where}) and '
-          f'downloading {url} failed ({type(error).__name__}: {error}).\n'
+          f'PASCAL VOC needs {file_name}: {where}, and downloading {url} '
+          f'failed ({type(error).__name__}: {error}).\n'
           + _MANUAL_INSTRUCTIONS) from error
 
   def _split_generators(self, dl_manager):
@@ -152,7 +155,8 @@ class PascalVocSegmentation(tfds.core.GeneratorBasedBuilder):
       manual_dir = os.fspath(dl_manager.manual_dir)
       manual_problem = None
     except AssertionError as error:  # Not given, missing or empty.
-      manual_dir, manual_problem = None, str(error).splitlines()[0]
+      manual_dir = None
+      manual_problem = str(error).splitlines()[0].split('. Create')[0]
     extract_root = os.path.join(os.fspath(dl_manager.download_dir), 'extracted')
     roots = {}
     for key, file_name, url, inner in (
