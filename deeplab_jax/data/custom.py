@@ -11,7 +11,9 @@ colour label images are refused rather than guessed at. When a split is
 opened, every pair's header is checked (label present, single channel, same
 size as the image), so those mistakes fail at once; each file's pixels are
 checked (decodable, ids < num_classes or the ignore label) as it is read.
-`validate_split` checks every pixel of a split up front.
+`validate_split` checks every pixel of a split up front, stopping at the first
+bad file; `deeplab_jax.data.check` runs the same checks over every file and
+reports all problems at once (that is what `DataProblem.kind` is for).
 """
 
 import os
@@ -26,6 +28,23 @@ CLASSES_FILE = 'classes.txt'
 # Split names the rest of the code uses -> folder names users tend to pick.
 _SPLIT_ALIASES = {'validation': 'val', 'val': 'validation'}
 _ID_LABEL_MODES = ('L', 'P', 'I;16', 'I;16B', 'I;16L', 'I')
+
+
+# What a `DataProblem` is about (`check.py` attaches a fix to each).
+CORRUPT_IMAGE = 'corrupt_image'
+CORRUPT_LABEL = 'corrupt_label'
+COLOUR_LABEL = 'colour_label'
+SIZE_MISMATCH = 'size_mismatch'
+LABEL_VALUES = 'label_values'
+
+
+class DataProblem(ValueError):
+  """A bad file of a custom dataset: `kind` says what is wrong, `path` where."""
+
+  def __init__(self, kind: str, path: str, message: str):
+    super().__init__(message)
+    self.kind = kind
+    self.path = path
 
 
 class Pair(NamedTuple):
@@ -68,33 +87,66 @@ def count_images(root: str, split: str) -> int:
   return sum(_is_image_file(f) for f in os.listdir(images_dir))
 
 
-def list_pairs(root: str, split: str) -> List[Pair]:
-  """(name, image, label) of every image of a split, sorted by name."""
+class SplitListing(NamedTuple):
+  """Everything found in one split folder, good and bad, without raising."""
+  images_dir: str
+  labels_dir: str
+  pairs: List[Pair]  # Images with a label file, sorted by name.
+  missing_labels: List[Tuple[str, str]]  # (image path, expected label path).
+  duplicate_stems: List[Tuple[str, List[str]]]  # (stem, its image paths).
+  orphan_labels: List[str]  # Label files whose image does not exist.
+
+
+def find_pairs(root: str, split: str) -> SplitListing:
+  """Lists a split's images and labels, collecting every naming problem."""
   folder = _split_folder(root, split)
   images_dir = os.path.join(root, 'images', folder)
   labels_dir = os.path.join(root, 'labels', folder)
-  pairs = []
+  pairs, missing = [], []
+  images_by_stem = {}
   for file_name in sorted(os.listdir(images_dir)):
     if not _is_image_file(file_name):
       continue
     stem = os.path.splitext(file_name)[0]
+    image_path = os.path.join(images_dir, file_name)
+    images_by_stem.setdefault(stem, []).append(image_path)
     label_path = os.path.join(labels_dir, stem + '.png')
-    if not os.path.isfile(label_path):
-      raise FileNotFoundError(
-          f'Custom dataset: missing label file {label_path} for image '
-          f'{os.path.join(images_dir, file_name)}.')
-    pairs.append(Pair(stem, os.path.join(images_dir, file_name), label_path))
-  if not pairs:
+    if os.path.isfile(label_path):
+      pairs.append(Pair(stem, image_path, label_path))
+    else:
+      missing.append((image_path, label_path))
+  duplicates = [(stem, paths) for stem, paths in sorted(images_by_stem.items())
+                if len(paths) > 1]
+  orphans = []
+  if os.path.isdir(labels_dir):
+    orphans = [os.path.join(labels_dir, f) for f in sorted(os.listdir(labels_dir))
+               if f.lower().endswith('.png') and not f.startswith('.')
+               and os.path.splitext(f)[0] not in images_by_stem]
+  return SplitListing(images_dir, labels_dir, pairs, missing, duplicates,
+                      orphans)
+
+
+def list_pairs(root: str, split: str) -> List[Pair]:
+  """(name, image, label) of every image of a split, sorted by name.
+
+  Raises on the first missing label, an empty split or a shared stem.
+  """
+  listing = find_pairs(root, split)
+  if listing.missing_labels:
+    image_path, label_path = listing.missing_labels[0]
+    raise FileNotFoundError(
+        f'Custom dataset: missing label file {label_path} for image '
+        f'{image_path}.')
+  if not listing.pairs:
     raise ValueError(
         f'Custom dataset: split {split!r} is empty: no '
-        f'{"/".join(IMAGE_EXTENSIONS)} images in {images_dir}.')
-  names = [p.name for p in pairs]
-  if len(set(names)) != len(names):
-    duplicate = sorted(n for n in set(names) if names.count(n) > 1)[0]
+        f'{"/".join(IMAGE_EXTENSIONS)} images in {listing.images_dir}.')
+  if listing.duplicate_stems:
+    duplicate = listing.duplicate_stems[0][0]
     raise ValueError(
-        f'Custom dataset: two images in {images_dir} share the stem '
+        f'Custom dataset: two images in {listing.images_dir} share the stem '
         f'{duplicate!r} and so the label {duplicate}.png.')
-  return pairs
+  return listing.pairs
 
 
 def read_class_names(root: str) -> Optional[Tuple[str, ...]]:
@@ -114,7 +166,8 @@ def read_class_names(root: str) -> Optional[Tuple[str, ...]]:
 
 def _check_label_mode(path: str, mode: str) -> None:
   if mode not in _ID_LABEL_MODES:
-    raise ValueError(
+    raise DataProblem(
+        COLOUR_LABEL, path,
         f'Custom dataset: label {path} is a {mode} image; labels must be '
         'single-channel PNGs (mode L or P) whose pixel values are class ids, '
         'not colours. Convert each colour to its class id first.')
@@ -126,17 +179,20 @@ def check_pair_headers(pair: Pair) -> None:
     with Image.open(pair.image_path) as image:
       image_size = image.size
   except (OSError, SyntaxError, ValueError) as error:
-    raise ValueError(f'Custom dataset: unreadable or corrupt image '
-                     f'{pair.image_path} ({error}).') from error
+    raise DataProblem(CORRUPT_IMAGE, pair.image_path,
+                      f'Custom dataset: unreadable or corrupt image '
+                      f'{pair.image_path} ({error}).') from error
   try:
     with Image.open(pair.label_path) as label:
       label_size, label_mode = label.size, label.mode
   except (OSError, SyntaxError, ValueError) as error:
-    raise ValueError(f'Custom dataset: unreadable or corrupt label '
-                     f'{pair.label_path} ({error}).') from error
+    raise DataProblem(CORRUPT_LABEL, pair.label_path,
+                      f'Custom dataset: unreadable or corrupt label '
+                      f'{pair.label_path} ({error}).') from error
   _check_label_mode(pair.label_path, label_mode)
   if image_size != label_size:
-    raise ValueError(
+    raise DataProblem(
+        SIZE_MISMATCH, pair.label_path,
         f'Custom dataset: image {pair.image_path} is {image_size[0]}x'
         f'{image_size[1]} (WxH) but its label {pair.label_path} is '
         f'{label_size[0]}x{label_size[1]}.')
@@ -151,7 +207,8 @@ def read_image(path: str) -> np.ndarray:
         image = image.convert('RGB')
       return np.asarray(image, dtype=np.uint8)
   except (OSError, SyntaxError, ValueError) as error:
-    raise ValueError(
+    raise DataProblem(
+        CORRUPT_IMAGE, path,
         f'Custom dataset: unreadable or corrupt image {path} ({error}).'
     ) from error
 
@@ -164,12 +221,14 @@ def read_label(path: str) -> np.ndarray:
       _check_label_mode(path, image.mode)
       ids = np.asarray(image)
   except (OSError, SyntaxError) as error:
-    raise ValueError(
+    raise DataProblem(
+        CORRUPT_LABEL, path,
         f'Custom dataset: unreadable or corrupt label {path} ({error}).'
     ) from error
   if ids.size and ids.max() > 255:
-    raise ValueError(f'Custom dataset: label {path} has values up to '
-                     f'{ids.max()}; class ids must fit in 0..255.')
+    raise DataProblem(LABEL_VALUES, path,
+                      f'Custom dataset: label {path} has values up to '
+                      f'{ids.max()}; class ids must fit in 0..255.')
   return ids.astype(np.uint8)[..., np.newaxis]
 
 
@@ -178,7 +237,8 @@ def check_label_values(path: str, label: np.ndarray, num_classes: int,
   values = np.unique(label)
   bad = values[(values >= num_classes) & (values != ignore_label)]
   if bad.size:
-    raise ValueError(
+    raise DataProblem(
+        LABEL_VALUES, path,
         f'Custom dataset: label {path} has values {bad.tolist()[:10]} >= '
         f'num_classes={num_classes} that are not the ignore label '
         f'{ignore_label}.')
@@ -189,7 +249,8 @@ def read_pair(pair: Pair, num_classes: int, ignore_label: int):
   image = read_image(pair.image_path)
   label = read_label(pair.label_path)
   if image.shape[:2] != label.shape[:2]:
-    raise ValueError(
+    raise DataProblem(
+        SIZE_MISMATCH, pair.label_path,
         f'Custom dataset: image {pair.image_path} is {image.shape[:2]} (HxW) '
         f'but its label {pair.label_path} is {label.shape[:2]}.')
   check_label_values(pair.label_path, label, num_classes, ignore_label)
