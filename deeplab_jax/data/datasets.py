@@ -5,6 +5,7 @@ uint8 [H, W, 1], 'name': tf.string}`, restricted to this host's shard.
 
   pascal_voc      PASCAL VOC 2012 + SBD train_aug (TFDS builder in voc.py)
   cityscapes      TFDS cityscapes/semantic_segmentation, labels as train ids
+  ade20k          ADE20K SceneParsing, 151 classes, 0 ignored (ade20k.py)
   synthetic       the generated shapes task; 'synthetic/tiny' for smoke tests
   custom          a folder of images and id PNGs (`data_dir` is the folder)
 
@@ -66,6 +67,16 @@ def _cityscapes_entry(variant):
                     cityscapes.to_common_example)
 
 
+def _ade20k_entry(variant):
+  if variant:
+    raise ValueError(f'ade20k has no variant {variant!r}.')
+  # Imported here: the module registers its TFDS builder on import.
+  from deeplab_jax.data import ade20k  # pylint: disable=g-import-not-at-top
+  return _TfdsEntry(ade20k.TFDS_NAME, ade20k.CLASS_NAMES, 'ade20k',
+                    dict(ade20k.SPLIT_SIZES), _identity_example,
+                    ade20k.IGNORE_LABEL)
+
+
 def _synthetic_entry(variant):
   # Imported here: the module registers its TFDS builder on import.
   from deeplab_jax.data import synthetic  # pylint: disable=g-import-not-at-top
@@ -84,6 +95,7 @@ def _synthetic_entry(variant):
 _TFDS_ENTRIES = {
     'pascal_voc': _pascal_voc_entry,
     'cityscapes': _cityscapes_entry,
+    'ade20k': _ade20k_entry,
     'synthetic': _synthetic_entry,
 }
 CUSTOM = 'custom'
@@ -174,6 +186,35 @@ def get_dataset_info(dataset_config) -> DatasetInfo:
                      ignore_label=entry.ignore_label,
                      class_names=tuple(entry.class_names),
                      colormap=entry.colormap, splits=splits)
+
+
+def check_num_classes(config) -> DatasetInfo:
+  """Fails clearly unless `config.model.num_classes` equals the dataset's.
+
+  Call at startup, before building the model: a mismatch would otherwise
+  surface much later as a shape error in the logits or in the metrics.
+  For `custom` the dataset's count is the number of names in classes.txt
+  (or, without that file, 1 + the largest class id in the training labels).
+  Returns the dataset's info.
+  """
+  info = get_dataset_info(config.dataset)
+  wanted = config.model.get('num_classes')
+  if wanted == info.num_classes:
+    return info
+  if info.name == CUSTOM:
+    root = _custom_root(config.dataset)
+    classes_file = os.path.join(root, custom.CLASSES_FILE)
+    source = (f'{classes_file} lists {info.num_classes} class names'
+              if os.path.isfile(classes_file) else
+              f'the labels in {root}/labels (no {custom.CLASSES_FILE}) use '
+              f'class ids up to {info.num_classes - 1}')
+  else:
+    source = f'{info.name} has {info.num_classes} classes'
+  raise ValueError(
+      f'config.model.num_classes is {wanted}, but {source}. Pass '
+      f'--config.model.num_classes={info.num_classes}'
+      + (f' (or fix {custom.CLASSES_FILE})' if info.name == CUSTOM else '')
+      + '.')
 
 
 def prepare(dataset_config):
