@@ -1,0 +1,121 @@
+"""What the benchmarks share: configs by path, timing, XLA cost, one JSON line.
+
+Timings are minima over repeats: on a shared machine the minimum is the
+figure least disturbed by other processes; the median is reported beside it.
+"""
+
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any, Callable, Dict, Optional, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+
+def load_config(path: str):
+  """`configs/X.py[:arg]` → the config its `get_config(arg)` returns."""
+  path, _, arg = path.partition(':')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'--config={path}: no such config file.')
+  spec = importlib.util.spec_from_file_location('benchmark_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise ValueError(f'--config={path}: the file has no get_config().')
+  return module.get_config(arg or None)
+
+
+def enable_compilation_cache(directory: Optional[str]) -> None:
+  """Persist compiled executables across runs (compile_seconds then drops)."""
+  if directory:
+    jax.config.update('jax_compilation_cache_dir', directory)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+
+
+def compile_timed(jitted, *args):
+  """(compiled executable, seconds spent lowering + compiling)."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+def flops_of(compiled) -> float:
+  """FLOPs XLA's cost analysis counts for one call of `compiled` (0 if unknown)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get('flops', 0.0))
+
+
+def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 2) -> Sequence[float]:
+  """Wall seconds of `repeats` calls of `call` (each blocked until ready)."""
+  for _ in range(warmup):
+    jax.block_until_ready(call())
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def environment() -> Dict[str, Any]:
+  """What the figures depend on besides the model."""
+  from deeplab_jax import layers  # pylint: disable=g-import-not-at-top
+  return {
+      'backend': jax.default_backend(),
+      'devices': jax.device_count(),
+      'cpu_count': os.cpu_count(),
+      'load_average_1min': round(os.getloadavg()[0], 2),
+      'jax': jax.__version__,
+      'depthwise': layers.depthwise_implementation(),
+  }
+
+
+def report(fields: Dict[str, Any], seconds: Sequence[float], images_per_call: int,
+           flops_per_call: float, compile_seconds: float) -> Dict[str, Any]:
+  """The benchmark's JSON record; per-image figures use the minimum call time."""
+  best = min(seconds)
+  per_image = best / images_per_call
+  gflops_per_image = flops_per_call / images_per_call / 1e9
+  record = dict(fields)
+  record.update(
+      seconds_per_image=round(per_image, 5),
+      images_per_second=round(1.0 / per_image, 3),
+      median_seconds_per_image=round(float(np.median(seconds)) / images_per_call, 5),
+      gflops_per_image=round(gflops_per_image, 3),
+      achieved_gflops=round(gflops_per_image / per_image, 2),
+      compile_seconds=round(compile_seconds, 2),
+      peak_rss_mb=round(peak_rss_mb(), 1),
+      repeats=len(seconds),
+  )
+  record.update(environment())
+  return record
+
+
+def print_record(record: Dict[str, Any]) -> None:
+  print(json.dumps(record), flush=True)
+
+
+def crop_from_flag(value: Optional[Sequence[str]], default) -> tuple:
+  """--crop_size=513 or --crop_size=769,769 → (h, w); else the config's."""
+  if not value:
+    return tuple(int(s) for s in default)
+  sizes = [int(s) for s in value]
+  if len(sizes) == 1:
+    sizes = sizes * 2
+  if len(sizes) != 2 or min(sizes) <= 0:
+    raise ValueError(f'--crop_size={",".join(value)}: expected one or two positive sizes.')
+  return tuple(sizes)

@@ -1,0 +1,121 @@
+r"""Training-step speed of a DeepLab config on this machine: one JSON line.
+
+  python benchmarks/train_step.py --config=configs/voc_mnv2.py --batch_size=4 \
+      --crop_size=320 [--output_stride=16] [--decoder]
+
+Runs the real step of `deeplab_jax.train` (shard_map over all local devices,
+sync batch norm, poly learning rate, momentum, L2, donated state) on random
+weights and random labels. If that module is missing it falls back to a local
+value_and_grad + optax.sgd step with the same loss.
+"""
+
+import functools
+
+from absl import app
+from absl import flags
+
+import common  # pylint: disable=g-bad-import-order
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('config', None, 'Config file, e.g. configs/voc_mnv2.py.', required=True)
+flags.DEFINE_integer('batch_size', None, 'Global batch (default: config.global_batch_size).')
+flags.DEFINE_list('crop_size', None, 'Crop "S" or "H,W" (default: train_crop_size).')
+flags.DEFINE_integer('output_stride', None, 'Overrides config.model.output_stride.')
+flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a config '
+                  'without one, e.g. MobileNetV2 to compare with other v3+ ports.')
+flags.DEFINE_integer('repeats', 10, 'Timed steps (the minimum is reported).')
+flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
+
+
+def random_batch(config, batch_size: int, crop_size):
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0, 255, (batch_size, *crop_size, 3)).astype(np.float32)
+  labels = rng.integers(0, config.model.num_classes, (batch_size, *crop_size)).astype(np.int32)
+  labels[:, :8] = config.dataset.ignore_label  # Some ignored pixels, as in real crops.
+  return {'image': images, 'label': labels}
+
+
+def project_step(config):
+  """(step, state, batch placement) from `deeplab_jax.train`."""
+  from deeplab_jax import train  # pylint: disable=g-import-not-at-top
+  mesh = train.make_mesh()
+  train.check_batch_size(config.global_batch_size, mesh)
+  variables = train.initial_variables(config, mesh)
+  state = train.create_train_state(config, variables, mesh)
+  return train.create_train_step(config, mesh), state, lambda b: train.global_batch(b, mesh)
+
+
+def local_step(config):
+  """A single-device value_and_grad + optax.sgd step with the project's loss."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from deeplab_jax import losses  # pylint: disable=g-import-not-at-top
+  import deeplab_jax  # pylint: disable=g-import-not-at-top
+  model = deeplab_jax.create_model(config)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.float32))
+  optimizer = optax.sgd(config.learning_rate, momentum=config.momentum)
+  state = (variables['params'], variables['batch_stats'], optimizer.init(variables['params']))
+
+  def step(state, batch):
+    params, batch_stats, opt_state = state
+
+    def loss_fn(params):
+      logits, updates = model.apply({'params': params, 'batch_stats': batch_stats},
+                                    batch['image'], train=True, mutable=['batch_stats'])
+      loss_sum, count = losses.cross_entropy_sums(
+          logits, batch['label'], num_classes=config.model.num_classes,
+          ignore_label=int(config.dataset.ignore_label))
+      return losses.safe_divide(loss_sum, count), updates['batch_stats']
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), batch_stats, opt_state), {'loss': loss}
+
+  return jax.jit(step, donate_argnums=(0,)), state, lambda b: jax.device_put(b)
+
+
+def main(argv):
+  del argv
+  common.enable_compilation_cache(FLAGS.compilation_cache_dir)
+  config = common.load_config(FLAGS.config)
+  if FLAGS.output_stride is not None:
+    config.model.output_stride = FLAGS.output_stride
+  if FLAGS.decoder:
+    config.model.decoder_output_stride = 4
+  if FLAGS.batch_size is not None:
+    config.global_batch_size = FLAGS.batch_size
+  crop_size = common.crop_from_flag(FLAGS.crop_size, config.train_crop_size)
+  config.train_crop_size = crop_size
+  try:
+    step, state, place = project_step(config)
+    which = 'deeplab_jax.train.create_train_step'
+  except ImportError:
+    step, state, place = local_step(config)
+    which = 'local value_and_grad + optax.sgd'
+  batch = place(random_batch(config, config.global_batch_size, crop_size))
+  compiled, compile_seconds = common.compile_timed(step, state, batch)
+
+  holder = [state]
+
+  def run():
+    holder[0], metrics = compiled(holder[0], batch)  # The old state is donated.
+    return metrics
+
+  seconds = common.time_calls(run, FLAGS.repeats)
+  loss = float(jax.device_get(run()['loss']))
+  record = common.report(
+      dict(benchmark='train_step', config=FLAGS.config, backbone=config.model.backbone,
+           batch_size=config.global_batch_size, crop_size=list(crop_size),
+           output_stride=config.model.output_stride,
+           decoder=config.model.decoder_output_stride is not None,
+           step=which, final_loss=round(loss, 4)),
+      seconds, config.global_batch_size, common.flops_of(compiled), compile_seconds)
+  common.print_record(record)
+
+
+if __name__ == '__main__':
+  app.run(main)
