@@ -37,11 +37,21 @@ def get_config():
   # --- Data ----------------------------------------------------------------
   config.dataset = dataset = ml_collections.ConfigDict()
   dataset.name = 'pascal_voc'
-  dataset.data_dir = None  # TFDS data dir (None = TFDS default), or a folder for `custom`.
-  dataset.manual_dir = None  # Where downloaded archives are, when there is no network.
+  # Typed None placeholders (FieldReference): a plain None field cannot be set
+  # from the command line (`--config.dataset.data_dir=DIR` would be refused).
+  # TFDS data dir (None = TFDS default), or the folder of a `custom` dataset.
+  dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
+  # Where downloaded archives are, when there is no network.
+  dataset.manual_dir = ml_collections.FieldReference(None, field_type=str)
   dataset.train_split = 'train_aug'
   dataset.eval_split = 'validation'
   dataset.ignore_label = 255
+  # The original's optional `resize_to_range` before scaling/cropping, at train
+  # and eval (input_pipeline reads these): None = no resize. ADE20K resizes to
+  # min = max = 513 with factor 16 (the output stride) so sizes are 16k + 1.
+  dataset.min_resize_value = ml_collections.FieldReference(None, field_type=int)
+  dataset.max_resize_value = ml_collections.FieldReference(None, field_type=int)
+  dataset.resize_factor = ml_collections.FieldReference(None, field_type=int)
 
   # --- Training (train.py flags) ------------------------------------------
   config.seed = 0

@@ -4,15 +4,20 @@ import io
 import os
 import zipfile
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+import deeplab_jax
+from configs import ade20k_mnv2
 from configs import defaults
 from deeplab_jax.data import ade20k
 from deeplab_jax.data import archives
 from deeplab_jax.data import datasets
+from deeplab_jax.data import preprocessing
 
 # split folder -> image names, as in the official archive.
 NAMES = {
@@ -222,3 +227,28 @@ def test_missing_archive_without_network_says_where_to_put_it(
   assert ade20k.ARCHIVE in message
   assert os.fspath(tmp_path / 'manual') in message
   assert 'cannot be reached' in message
+
+
+def test_ade20k_mnv2_config_builds_the_zoo_model_and_fits_eval_images():
+  for arg in (None, 'tiny'):
+    config = ade20k_mnv2.get_config(arg)
+    dataset = config.dataset
+    assert (dataset.name, dataset.ignore_label, config.model.num_classes) == (
+        'ade20k', 0, 151)
+    assert dataset.min_resize_value == dataset.max_resize_value
+    assert dataset.resize_factor == config.model.output_stride == 16
+    # Any image, resized as the pipeline does, fits the evaluation crop.
+    for height, width in ((512, 683), (1000, 200), (96, 128)):
+      size = preprocessing.resize_to_range_size(
+          height, width, min_size=dataset.min_resize_value,
+          max_size=dataset.max_resize_value, factor=dataset.resize_factor)
+      assert all(int(s) <= c for s, c in zip(size, config.eval_crop_size))
+      assert all(int(s) % 16 == 1 for s in size)
+  config = ade20k_mnv2.get_config()
+  assert config.train_crop_size == config.eval_crop_size == (257, 257)
+  model = deeplab_jax.create_model(config)
+  images = jnp.zeros((1, 257, 257, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
+  assert 'decoder' in variables['params']
+  logits = jax.eval_shape(lambda v: model.apply(v, images), variables)
+  assert logits.shape == (1, 65, 65, 151)  # Decoder at output stride 4.

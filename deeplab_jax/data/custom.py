@@ -64,7 +64,7 @@ def split_names(root: str) -> List[str]:
                 if os.path.isdir(os.path.join(images_dir, d)))
 
 
-def _split_folder(root: str, split: str) -> str:
+def split_folder(root: str, split: str) -> str:
   """The folder name of `split`, accepting 'validation' for 'val' and back."""
   names = split_names(root)
   if split in names:
@@ -83,7 +83,7 @@ def _is_image_file(file_name: str) -> bool:
 
 def count_images(root: str, split: str) -> int:
   """Images in a split folder (labels not looked at: cheap, never raises on them)."""
-  images_dir = os.path.join(root, 'images', _split_folder(root, split))
+  images_dir = os.path.join(root, 'images', split_folder(root, split))
   return sum(_is_image_file(f) for f in os.listdir(images_dir))
 
 
@@ -99,7 +99,7 @@ class SplitListing(NamedTuple):
 
 def find_pairs(root: str, split: str) -> SplitListing:
   """Lists a split's images and labels, collecting every naming problem."""
-  folder = _split_folder(root, split)
+  folder = split_folder(root, split)
   images_dir = os.path.join(root, 'images', folder)
   labels_dir = os.path.join(root, 'labels', folder)
   pairs, missing = [], []

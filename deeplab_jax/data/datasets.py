@@ -188,6 +188,25 @@ def get_dataset_info(dataset_config) -> DatasetInfo:
                      colormap=entry.colormap, splits=splits)
 
 
+def num_classes_mismatch_message(wanted, dataset_config,
+                                 num_classes: int) -> str:
+  """Why `config.model.num_classes=wanted` is wrong for a dataset of `num_classes`."""
+  if _parse_name(dataset_config)[0] == CUSTOM:
+    root = _custom_root(dataset_config)
+    classes_file = os.path.join(root, custom.CLASSES_FILE)
+    if os.path.isfile(classes_file):
+      source = f'{classes_file} lists {num_classes} class names'
+    else:
+      source = (f'the labels in {os.path.join(root, "labels")} (there is no '
+                f'{custom.CLASSES_FILE}) use class ids up to {num_classes - 1}')
+    fix = f' (or correct {custom.CLASSES_FILE})'
+  else:
+    source = f'{dataset_config.name} has {num_classes} classes'
+    fix = ''
+  return (f'config.model.num_classes is {wanted}, but {source}. Pass '
+          f'--config.model.num_classes={num_classes}{fix}.')
+
+
 def check_num_classes(config) -> DatasetInfo:
   """Fails clearly unless `config.model.num_classes` equals the dataset's.
 
@@ -199,22 +218,10 @@ def check_num_classes(config) -> DatasetInfo:
   """
   info = get_dataset_info(config.dataset)
   wanted = config.model.get('num_classes')
-  if wanted == info.num_classes:
-    return info
-  if info.name == CUSTOM:
-    root = _custom_root(config.dataset)
-    classes_file = os.path.join(root, custom.CLASSES_FILE)
-    source = (f'{classes_file} lists {info.num_classes} class names'
-              if os.path.isfile(classes_file) else
-              f'the labels in {root}/labels (no {custom.CLASSES_FILE}) use '
-              f'class ids up to {info.num_classes - 1}')
-  else:
-    source = f'{info.name} has {info.num_classes} classes'
-  raise ValueError(
-      f'config.model.num_classes is {wanted}, but {source}. Pass '
-      f'--config.model.num_classes={info.num_classes}'
-      + (f' (or fix {custom.CLASSES_FILE})' if info.name == CUSTOM else '')
-      + '.')
+  if wanted != info.num_classes:
+    raise ValueError(num_classes_mismatch_message(wanted, config.dataset,
+                                                  info.num_classes))
+  return info
 
 
 def prepare(dataset_config):
