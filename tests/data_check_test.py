@@ -319,3 +319,27 @@ def test_prepared_tfds_dataset_is_scanned(tmp_path):
   assert "2 'building'" in missing.message  # Not in the mini data.
   assert "1 'wall'" not in missing.message
   assert 'classes.txt' not in missing.fix
+
+
+def test_missing_label_folder_jpeg_labels_and_missing_splits(tmp_path):
+  root = write_clean_folder(tmp_path)
+  os.rename(os.path.join(root, 'labels', 'val'),
+            os.path.join(root, 'labels', 'old_val'))
+  jpeg_label = os.path.join(root, 'labels', 'train', 'train_1')
+  os.rename(jpeg_label + '.png', jpeg_label + '.jpg')
+  report = check.check_dataset(custom_dataset_config(root),
+                               splits=['train', 'val', 'holdout'])
+  by_path = {os.path.relpath(p.path, root): p for p in report.problems}
+  assert set(by_path) == {'labels/train/train_1.png', 'labels/val',
+                          'images/holdout'}
+  assert 'found train_1.jpg instead' in by_path['labels/train/train_1.png'].fix
+  assert 'none of the 2 images' in by_path['labels/val'].message
+  assert "['train', 'val']" in by_path['images/holdout'].message
+  assert report.num_errors == 3
+  assert 'NOT OK: fix the 3 errors above' in report.format()
+
+  report = check.check_dataset(custom_dataset_config(tmp_path / 'nowhere'))
+  (problem,) = report.problems
+  assert problem.kind == 'layout' and 'nowhere/images does not exist' in (
+      problem.message)
+  assert 'NOT OK: fix the 1 error above' in report.format()

@@ -775,6 +775,10 @@ def _format_split(report, summary) -> List[str]:
   return lines
 
 
+def _plural(count: int, word: str) -> str:
+  return f'{count} {word}' + ('' if count == 1 else 's')
+
+
 def _format_report(report: Report) -> str:
   lines = [f'Data check of {report.dataset!r}'
            + (f' ({report.source})' if report.source else '')]
@@ -785,8 +789,8 @@ def _format_report(report: Report) -> str:
     lines.append('')
     lines.extend(_format_split(report, summary))
   lines.append('')
-  lines.append(f'Problems: {report.num_errors} errors, {report.num_warnings} '
-               'warnings')
+  lines.append(f'Problems: {_plural(report.num_errors, "error")}, '
+               f'{_plural(report.num_warnings, "warning")}')
   for problem in report.problems:
     where = ' '.join(filter(None, [
         f'[{problem.split}]' if problem.split else None,
@@ -805,6 +809,6 @@ def _format_report(report: Report) -> str:
     lines.append('OK: no errors' + (' (see the warnings above).'
                                     if report.num_warnings else '.'))
   else:
-    lines.append(f'NOT OK: fix the {report.num_errors} errors above before '
-                 'training.')
+    lines.append(f'NOT OK: fix the {_plural(report.num_errors, "error")} above '
+                 'before training.')
   return '\n'.join(lines)
