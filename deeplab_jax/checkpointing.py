@@ -1,0 +1,272 @@
+"""Orbax checkpoints of a training run in `<workdir>/checkpoints/<step>/`.
+
+Each step holds separate items: `params`, `batch_stats`, `opt_state` (absent
+in checkpoints written by `--mode=convert`) and `meta` (JSON, with the step).
+Evaluation and prediction restore only `params` and `batch_stats`.
+
+Restoring checks the saved variable names and shapes against the model of the
+config first, and fails with the mismatching names; a checkpoint that cannot
+be read (damaged files) is skipped with a warning in favour of the previous one.
+"""
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from absl import logging
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from deeplab_jax.checkpoint_import import CheckpointMismatchError
+
+CHECKPOINT_SUBDIR = 'checkpoints'
+ITEM_NAMES = ('params', 'batch_stats', 'opt_state', 'meta')
+VARIABLE_ITEMS = ('params', 'batch_stats')
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(workdir, CHECKPOINT_SUBDIR)
+
+
+def _has_step_dirs(path: str) -> bool:
+  return os.path.isdir(path) and any(
+      name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
+
+
+def find_checkpoint_dir(path: str) -> Optional[str]:
+  """The checkpoint directory of a workdir, or `path` itself if it holds steps."""
+  for candidate in (checkpoint_dir(path), path):
+    if _has_step_dirs(candidate):
+      return candidate
+  return None
+
+
+def _names_and_shapes(tree) -> Dict[str, Tuple[int, ...]]:
+  """'/'-joined variable names → shape, for arrays and array metadata alike."""
+  flat = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name = '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
+                    for k in path)
+    flat[name] = tuple(getattr(leaf, 'shape', np.shape(leaf)))
+  return flat
+
+
+def _mismatches(item: str, saved, expected) -> List[str]:
+  saved, expected = _names_and_shapes(saved), _names_and_shapes(expected)
+  problems = [f'{item}/{n}: missing from the checkpoint' for n in sorted(set(expected) - set(saved))]
+  problems += [f'{item}/{n}: in the checkpoint but not in the model'
+               for n in sorted(set(saved) - set(expected))]
+  problems += [f'{item}/{n}: checkpoint shape {saved[n]} vs model {expected[n]}'
+               for n in sorted(set(saved) & set(expected)) if saved[n] != expected[n]]
+  return problems
+
+
+def _raise_mismatch(directory: str, step: int, problems: Sequence[str]):
+  shown = '\n  '.join(problems[:40])
+  more = f'\n  … and {len(problems) - 40} more' if len(problems) > 40 else ''
+  raise CheckpointMismatchError(
+      f'The checkpoint of step {step} in {directory} does not match the model of the config '
+      f'({len(problems)} differences):\n  {shown}{more}\nUse the config it was trained with, '
+      'or a fresh --workdir.')
+
+
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _metadata_tree(metadata):
+  return getattr(metadata, 'tree', metadata)
+
+
+class CheckpointManager:
+  """Saves and restores train states (any flax dataclass with step/params/batch_stats/opt_state)."""
+
+  def __init__(self, workdir: str, max_to_keep: int = 3, *, directory: Optional[str] = None):
+    self.directory = os.path.abspath(directory or checkpoint_dir(workdir))
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_names=ITEM_NAMES,
+        # Known handlers let a fresh manager read metadata before any restore.
+        item_handlers={**{item: ocp.StandardCheckpointHandler() for item in ITEM_NAMES[:3]},
+                       'meta': ocp.JsonCheckpointHandler()})
+
+  # --- Steps ---
+  def all_steps(self) -> List[int]:
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> Optional[int]:
+    steps = self.all_steps()
+    return steps[-1] if steps else None
+
+  def _items(self, step: int) -> List[str]:
+    step_dir = os.path.join(self.directory, str(step))
+    return [item for item in ITEM_NAMES if os.path.isdir(os.path.join(step_dir, item))]
+
+  # --- Saving ---
+  def save(self, state) -> int:
+    step = int(jax.device_get(state.step))
+    if step in self.all_steps():
+      return step
+    self._manager.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(state.params),
+        batch_stats=ocp.args.StandardSave(state.batch_stats),
+        opt_state=ocp.args.StandardSave(state.opt_state),
+        meta=ocp.args.JsonSave({'step': step})))
+    self._manager.wait_until_finished()
+    logging.info('Saved the checkpoint of step %d in %s.', step, self.directory)
+    return step
+
+  def save_variables(self, variables, step: int = 0) -> int:
+    self._manager.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(variables['params']),
+        batch_stats=ocp.args.StandardSave(variables.get('batch_stats', {})),
+        meta=ocp.args.JsonSave({'step': step})), force=True)
+    self._manager.wait_until_finished()
+    return step
+
+  # --- Restoring ---
+  def _check(self, step: int, templates: Dict[str, Any]) -> None:
+    """Raises CheckpointMismatchError; other errors mean the checkpoint is unreadable."""
+    metadata = self._manager.item_metadata(step)
+    problems = []
+    for item, template in templates.items():
+      saved = metadata[item]
+      if saved is None:
+        raise ValueError(f'item {item!r} has no metadata')
+      problems += _mismatches(item, _metadata_tree(saved), template)
+    if problems:
+      _raise_mismatch(self.directory, step, problems)
+
+  def _restore_items(self, step: int, templates: Dict[str, Any]) -> Dict[str, Any]:
+    self._check(step, {k: v for k, v in templates.items() if k in VARIABLE_ITEMS})
+    args = {item: ocp.args.StandardRestore(_abstract(template))
+            for item, template in templates.items()}
+    args['meta'] = ocp.args.JsonRestore()
+    restored = self._manager.restore(step, args=ocp.args.Composite(**args))
+    return {item: restored[item] for item in list(templates) + ['meta']}
+
+  def _restore_with_fallback(self, templates_for_step, steps: Optional[Sequence[int]] = None):
+    steps = list(reversed(self.all_steps())) if steps is None else list(steps)
+    for index, step in enumerate(steps):
+      try:
+        return step, self._restore_items(step, templates_for_step(step))
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  (Orbax/tensorstore raise many types.)
+        older = steps[index + 1] if index + 1 < len(steps) else None
+        logging.warning('Cannot read the checkpoint of step %d in %s (%s: %s); %s', step,
+                        self.directory, type(e).__name__, e,
+                        f'falling back to step {older}.' if older is not None
+                        else 'no older checkpoint left.')
+    return None, None
+
+  def restore_latest(self, template_state):
+    """The newest readable checkpoint onto the template's shardings, or None."""
+    def templates(step):
+      items = self._items(step)
+      wanted = {'params': template_state.params, 'batch_stats': template_state.batch_stats}
+      if 'opt_state' in items:
+        wanted['opt_state'] = template_state.opt_state
+      return wanted
+
+    step, restored = self._restore_with_fallback(templates)
+    if restored is None:
+      return None
+    opt_state = restored.get('opt_state')
+    if opt_state is None:
+      logging.warning('The checkpoint of step %d has no optimizer state (a converted model); '
+                      'starting the optimizer afresh.', step)
+      opt_state = template_state.opt_state
+    saved_step = int(restored['meta'].get('step', step))
+    step_array = jax.device_put(np.asarray(saved_step, np.int32), template_state.step.sharding)
+    return template_state.replace(step=step_array, params=restored['params'],
+                                  batch_stats=restored['batch_stats'], opt_state=opt_state)
+
+  def restore_variables(self, template_variables, step: Optional[int] = None):
+    """(`{'params', 'batch_stats'}`, step) of the newest readable (or given) checkpoint."""
+    if not self.all_steps():
+      raise FileNotFoundError(f'No checkpoint in {self.directory}.')
+    templates = {'params': template_variables['params'],
+                 'batch_stats': template_variables.get('batch_stats', {})}
+    steps = None if step is None else [step]
+    found_step, restored = self._restore_with_fallback(lambda _: templates, steps)
+    if restored is None:
+      raise IOError(f'No readable checkpoint in {self.directory} (see the warnings above).')
+    return {'params': restored['params'], 'batch_stats': restored['batch_stats']}, found_step
+
+  def wait_until_finished(self):
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def restore_variables(workdir: str, template_variables, step: Optional[int] = None):
+  """(`{'params', 'batch_stats'}`, step) from a workdir (or checkpoint dir)."""
+  directory = find_checkpoint_dir(workdir)
+  if directory is None:
+    raise FileNotFoundError(
+        f'No checkpoint in {checkpoint_dir(workdir)}: train first (--mode=train) or convert a '
+        'TF checkpoint (--mode=convert --tf_checkpoint=PREFIX) into this --workdir.')
+  manager = CheckpointManager(workdir, directory=directory)
+  try:
+    return manager.restore_variables(template_variables, step)
+  finally:
+    manager.close()
+
+
+def load_variables_for_init(path: str, template_variables, *, include_logits: bool = True):
+  """Variables of the latest checkpoint under `path`, for `config.init_checkpoint`.
+
+  With `include_logits=False`, the `logits/...` variables come from the
+  template (fresh), so a model with another number of classes can start from it.
+  """
+  if include_logits:
+    return restore_variables(path, template_variables)[0]
+  directory = find_checkpoint_dir(path)
+  manager = CheckpointManager(path, directory=directory)
+  try:
+    step = manager.latest_step()
+    saved = manager._manager.item_metadata(step)  # pylint: disable=protected-access
+    templates = {}
+    for item in VARIABLE_ITEMS:
+      # Read the saved logits whatever their shape, then replace them.
+      saved_shapes = _names_and_shapes(_metadata_tree(saved[item]))
+      template = template_variables.get(item, {})
+
+      def keep_saved_logits(key_path, leaf, saved_shapes=saved_shapes):
+        name = '/'.join(str(getattr(k, 'key', k)) for k in key_path)
+        if name.startswith('logits/') and name in saved_shapes:
+          return jax.ShapeDtypeStruct(saved_shapes[name], leaf.dtype, sharding=leaf.sharding)
+        return leaf
+      templates[item] = jax.tree_util.tree_map_with_path(keep_saved_logits, template)
+    restored, _ = manager.restore_variables(templates)
+  finally:
+    manager.close()
+
+  def fresh_logits(item):
+    def pick(key_path, loaded, fresh):
+      name = '/'.join(str(getattr(k, 'key', k)) for k in key_path)
+      return fresh if name.startswith('logits/') else loaded
+    return jax.tree_util.tree_map_with_path(pick, restored[item], template_variables.get(item, {}))
+  return {item: fresh_logits(item) for item in VARIABLE_ITEMS}
+
+
+def save_variables(workdir: str, variables, step: int = 0) -> str:
+  """Writes `{'params', 'batch_stats'}` as the checkpoint of `step`; returns its dir."""
+  manager = CheckpointManager(workdir)
+  try:
+    manager.save_variables(variables, step)
+  finally:
+    manager.close()
+  return os.path.join(manager.directory, str(step))
+
+
+def convert_tf_checkpoint(config, workdir: str, tf_checkpoint: str) -> str:
+  """`--mode=convert`: a TF model-zoo checkpoint → an Orbax checkpoint in the workdir."""
+  from deeplab_jax.checkpoint_import import import_tf_checkpoint  # pylint: disable=g-import-not-at-top
+  variables = import_tf_checkpoint(tf_checkpoint, config, include_logits=True)
+  return save_variables(workdir, variables, step=0)

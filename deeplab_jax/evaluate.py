@@ -1,0 +1,229 @@
+"""Evaluation: mean IoU over a split, as the original's eval.py, data-parallel.
+
+Each step predicts the labels of one global batch (single scale, or several
+scales + flip from `config.eval_scales` / `config.eval_flip`) under
+`shard_map` and psums one [C, C] confusion matrix; the host adds them up in
+int64 and computes the metrics once over the whole split. Padding examples
+(mask False) and ignored pixels are left out.
+"""
+
+import json
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from deeplab_jax import checkpointing
+from deeplab_jax import metrics
+from deeplab_jax import train
+from deeplab_jax.inference import predict_labels
+from deeplab_jax.model import create_model
+
+RESULTS_FILE = 'eval_results.json'
+IMAGES_SUBDIR = 'eval_images'
+_DEVICE_KEYS = ('image', 'label', 'mask')
+
+
+def create_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
+  """`eval_step(variables, batch) -> (confusion [C, C] int32, predictions [B, H, W] int32)`."""
+  model = create_model(config)
+  scales, flip = tuple(float(s) for s in config.eval_scales), bool(config.eval_flip)
+  num_classes = config.model.num_classes
+  ignore_label = int(config.dataset.ignore_label)
+
+  def per_device(variables, batch):
+    predictions = predict_labels(model, variables, batch['image'], scales, flip)
+    confusion = metrics.confusion_matrix(batch['label'], predictions, num_classes,
+                                         ignore_label, mask=batch['mask'])
+    return jax.lax.psum(confusion, train.DATA_AXIS), predictions
+
+  return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(train.DATA_AXIS)),
+                               out_specs=(P(), P(train.DATA_AXIS))))
+
+
+def local_rows(array: jax.Array) -> np.ndarray:
+  """This host's rows of an array split over 'data', in batch order."""
+  shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+def dataset_info(config):
+  """(class names, colormap name) of `config.dataset`."""
+  num_classes = config.model.num_classes
+  names, colormap = None, 'pascal'
+  try:
+    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    info = datasets.get_dataset_info(config.dataset)
+    names = getattr(info, 'class_names', None)
+    colormap = getattr(info, 'colormap', None) or colormap
+  except (ImportError, KeyError, ValueError) as e:
+    logging.warning('No dataset info for %r (%s); naming classes by index.',
+                    config.dataset.name, e)
+  if not names or len(names) != num_classes:
+    names = [str(i) for i in range(num_classes)]
+  return list(names), colormap
+
+
+def _eval_source(config, source):
+  """(this host's source, examples per host or None) limited by num_eval_images."""
+  limit = config.get('num_eval_images')
+  from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  if source is None:
+    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    source = train.load_source(config, config.dataset.eval_split)
+    total = int(datasets.num_examples(config.dataset, config.dataset.eval_split))
+    if limit:
+      total = min(total, int(limit))
+    return source, input_pipeline.eval_examples_per_host(total, jax.process_count())
+  if limit:
+    source = source.take(int(limit))
+  return source, None
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: int, *,
+             writer=None, mesh: Optional[Mesh] = None, source=None,
+             eval_step=None) -> Dict[str, Any]:
+  """Evaluates `variables` on the eval split; writes the results; returns them.
+
+  Writes `<workdir>/eval_results.json` and comparison pictures (image | ground
+  truth | prediction) to `<workdir>/eval_images/` and to `writer`.
+  """
+  from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from deeplab_jax import visualize  # pylint: disable=g-import-not-at-top
+  mesh = train.make_mesh() if mesh is None else mesh
+  train.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+  eval_step = eval_step or create_eval_step(config, mesh)
+  class_names, colormap = dataset_info(config)
+  source, per_host = _eval_source(config, source)
+  data = input_pipeline.create_eval_dataset(
+      config, source, process_index=jax.process_index(), process_count=jax.process_count(),
+      num_examples_per_host=per_host)
+
+  start = time.perf_counter()
+  num_classes = config.model.num_classes
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  num_images = 0
+  samples: List[Dict[str, np.ndarray]] = []
+  wanted_samples = int(config.get('num_prediction_images') or 0)
+  for batch in data.as_numpy_iterator():
+    device_batch = train.global_batch({k: batch[k] for k in _DEVICE_KEYS}, mesh)
+    step_confusion, predictions = eval_step(variables, device_batch)
+    confusion += np.asarray(jax.device_get(step_confusion), np.int64)
+    num_images += int(np.sum(batch['mask']))
+    if len(samples) < wanted_samples:
+      local = local_rows(predictions)
+      for i in np.flatnonzero(batch['mask'])[:wanted_samples - len(samples)]:
+        h, w = int(batch['height'][i]), int(batch['width'][i])
+        samples.append({'image': batch['image'][i, :h, :w], 'label': batch['label'][i, :h, :w],
+                        'prediction': local[i, :h, :w], 'name': batch['name'][i]})
+  if jax.process_count() > 1:
+    num_images = int(np.sum(multihost_utils.process_allgather(np.asarray([num_images]))))
+  if num_images == 0:
+    raise ValueError(f'The evaluation split {config.dataset.eval_split!r} of '
+                     f'{config.dataset.name!r} gave no examples.')
+
+  result = metrics.segmentation_metrics(confusion, class_names)
+  results = {
+      'step': int(step),
+      'mean_iou': result['mean_iou'],
+      'pixel_accuracy': result['pixel_accuracy'],
+      'per_class_iou': result['per_class_iou'],
+      'num_images': num_images,
+      'num_pixels': result['num_pixels'],
+      'split': config.dataset.eval_split,
+      'eval_scales': [float(s) for s in config.eval_scales],
+      'eval_flip': bool(config.eval_flip),
+      'seconds': time.perf_counter() - start,
+  }
+  logging.info('Evaluation at step %d on %d images: mean IoU %.4f, pixel accuracy %.4f.',
+               step, num_images, results['mean_iou'], results['pixel_accuracy'])
+
+  if jax.process_index() == 0:
+    _write_outputs(workdir, results, samples, colormap, int(config.dataset.ignore_label),
+                   visualize)
+  if writer is not None:
+    scalars = {'eval/mean_iou': results['mean_iou'],
+               'eval/pixel_accuracy': results['pixel_accuracy']}
+    scalars.update({f'eval/iou/{name}': value
+                    for name, value in results['per_class_iou'].items() if value is not None})
+    writer.write_scalars(step, scalars)
+    if samples:
+      panels = [visualize.comparison_panel(_uint8(s['image']), s['label'], s['prediction'],
+                                           colormap, ignore_label=int(config.dataset.ignore_label))
+                for s in samples]
+      writer.write_images(step, {f'eval/comparison_{i}': panel[None]
+                                 for i, panel in enumerate(panels)})
+    writer.flush()
+  return results
+
+
+def _uint8(image: np.ndarray) -> np.ndarray:
+  return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def _write_outputs(workdir, results, samples, colormap, ignore_label, visualize):
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, RESULTS_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(results, f, indent=2)
+  os.replace(path + '.tmp', path)  # Readers never see a half-written file.
+  if not samples:
+    return
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(workdir, IMAGES_SUBDIR)
+  os.makedirs(directory, exist_ok=True)
+  for i, sample in enumerate(samples):
+    name = sample['name'].decode() if isinstance(sample['name'], bytes) else str(sample['name'])
+    stem = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name) or f'example{i}'
+    panel = visualize.comparison_panel(_uint8(sample['image']), sample['label'],
+                                       sample['prediction'], colormap, ignore_label=ignore_label)
+    Image.fromarray(panel).save(
+        os.path.join(directory, f'step{results["step"]:07d}_{i:02d}_{stem}.png'))
+
+
+def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
+                         continuous: bool = False, poll_seconds: float = 30.0,
+                         timeout_seconds: Optional[float] = None) -> Optional[Dict[str, Any]]:
+  """`--mode=eval`: evaluates the latest checkpoint, or follows a run (continuous).
+
+  Continuous evaluation waits for each new checkpoint and stops after the one
+  at `config.num_train_steps` (or after `timeout_seconds` without a new one).
+  Returns the last results.
+  """
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  mesh = train.make_mesh()
+  template = train.initial_variables(config, mesh)
+  writer = metric_writers.create_default_writer(
+      os.path.join(workdir, 'eval'), just_logging=jax.process_index() > 0)
+  eval_step = create_eval_step(config, mesh)
+  manager = checkpointing.CheckpointManager(workdir)
+  last_step, results, waited_since = None, None, time.monotonic()
+  try:
+    while True:
+      latest = manager.latest_step()
+      if latest is None and not continuous:
+        raise FileNotFoundError(
+            f'No checkpoint in {manager.directory}: train first (--mode=train) or convert a '
+            'TF checkpoint (--mode=convert --tf_checkpoint=PREFIX) into this --workdir.')
+      if latest is not None and latest != last_step:
+        variables, step = manager.restore_variables(template)
+        results = evaluate(config, workdir, variables, step, writer=writer, mesh=mesh,
+                           eval_step=eval_step)
+        last_step, waited_since = step, time.monotonic()
+        if not continuous or step >= config.num_train_steps:
+          return results
+      if timeout_seconds is not None and time.monotonic() - waited_since > timeout_seconds:
+        logging.warning('No new checkpoint for %.0f s; stopping continuous evaluation.',
+                        timeout_seconds)
+        return results
+      time.sleep(poll_seconds)
+  finally:
+    manager.close()
+    writer.close()

@@ -1,0 +1,398 @@
+"""Training: the original DeepLab recipe, data-parallel over a device mesh.
+
+One global batch is split over the mesh axis 'data'. The train step is a
+per-device function under `jax.shard_map`; the loss is the global mean
+`psum(CE sum) / psum(valid pixels)` plus the L2 term once, and no gradient
+collective is applied (shard_map already sums the gradients of replicated
+parameters over devices). Batch norm is synchronised over 'data', so the step
+equals a single-device step on the whole global batch.
+"""
+
+import functools
+import glob
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+from absl import logging
+import flax
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+import optax
+
+from deeplab_jax import checkpointing
+from deeplab_jax import losses
+from deeplab_jax.model import DeepLab, create_model
+
+DATA_AXIS = 'data'
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs; `step` counts completed steps."""
+  step: jnp.ndarray
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+  @property
+  def variables(self) -> Dict[str, Any]:
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+# --- Devices -----------------------------------------------------------------
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over all devices (of all hosts) with the axis 'data'."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, field: str = 'global_batch_size') -> None:
+  if batch_size <= 0 or batch_size % mesh.size:
+    raise ValueError(f'config.{field}={batch_size} must be a positive multiple of the number '
+                     f'of devices ({mesh.size}): each device gets an equal part of the batch.')
+
+
+def replicate(tree, mesh: Mesh):
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def global_batch(local_batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
+  """This host's part of the batch → global arrays split over 'data'."""
+  sharding = NamedSharding(mesh, P(DATA_AXIS))
+  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+          for key, value in local_batch.items()}
+
+
+# --- Optimisation ------------------------------------------------------------
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> Callable[[Any], jnp.ndarray]:
+  """The original's learning rate as a function of the step (float32).
+
+  poly: base·(1 − min(step, N)/N)^power with N = num_train_steps; step:
+  base·factor^floor(step/decay_step); before `slow_start_step` the constant
+  `slow_start_learning_rate`.
+  """
+  base = float(config.learning_rate)
+  policy = config.learning_policy
+  if policy not in ('poly', 'step'):
+    raise ValueError(f"config.learning_policy={policy!r}: expected 'poly' or 'step'.")
+  if policy == 'poly' and config.num_train_steps <= 0:
+    raise ValueError(f'config.num_train_steps={config.num_train_steps} must be positive.')
+  if policy == 'step' and config.learning_rate_decay_step <= 0:
+    raise ValueError(f'config.learning_rate_decay_step={config.learning_rate_decay_step} '
+                     'must be positive.')
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    if policy == 'poly':
+      total = jnp.float32(config.num_train_steps)
+      rate = base * (1.0 - jnp.minimum(step, total) / total) ** jnp.float32(config.learning_power)
+    else:
+      rate = base * jnp.float32(config.learning_rate_decay_factor) ** jnp.floor(
+          step / jnp.float32(config.learning_rate_decay_step))
+    if config.slow_start_step > 0:
+      rate = jnp.where(step < config.slow_start_step,
+                       jnp.float32(config.slow_start_learning_rate), rate)
+    return jnp.asarray(rate, jnp.float32)
+
+  return schedule
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """TF's MomentumOptimizer: acc = m·acc + g; w −= lr·acc (not Nesterov)."""
+  return optax.sgd(learning_rate_schedule(config), momentum=float(config.momentum))
+
+
+# --- State -------------------------------------------------------------------
+
+def initial_variables(config: ml_collections.ConfigDict, mesh: Mesh, seed: Optional[int] = None):
+  """Freshly initialised `{'params', 'batch_stats'}`, replicated on the mesh."""
+  seed = config.seed if seed is None else seed
+  variables = _init_variables(create_model(config), seed)
+  return replicate({'params': variables['params'],
+                    'batch_stats': variables.get('batch_stats', {})}, mesh)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_variables(model, seed: int):
+  # Parameter shapes do not depend on the image size; a small input is cheap.
+  # The 'unsafe_rbg' generator compiles ~4x faster than threefry on CPU for the
+  # hundreds of initialisers; values are reproducible for a seed on one backend.
+  key = jax.random.key(seed, impl='unsafe_rbg')
+  return model.init(key, jnp.zeros((1, 33, 33, 3), jnp.float32), train=False)
+
+
+def create_train_state(config, variables, mesh: Mesh) -> TrainState:
+  """Step 0 with fresh optimizer state for the given variables, replicated."""
+  optimizer = create_optimizer(config)
+  params = replicate(variables['params'], mesh)
+  batch_stats = replicate(variables.get('batch_stats', {}), mesh)
+  opt_state = jax.jit(optimizer.init, out_shardings=NamedSharding(mesh, P()))(params)
+  return TrainState(step=replicate(jnp.zeros((), jnp.int32), mesh), params=params,
+                    batch_stats=batch_stats, opt_state=opt_state)
+
+
+def initialise_from_checkpoint(config, variables, mesh: Mesh):
+  """Variables updated from `config.init_checkpoint` (a TF prefix or an Orbax dir)."""
+  path = config.init_checkpoint
+  if not path:
+    return variables
+  from deeplab_jax import checkpoint_import  # pylint: disable=g-import-not-at-top
+  if os.path.exists(path + '.index') or glob.glob(path + '.data-*'):
+    logging.info('Initialising from the TF checkpoint %s (last layer: %s).', path,
+                 config.initialize_last_layer)
+    loaded = checkpoint_import.import_tf_checkpoint(
+        path, config, include_logits=config.initialize_last_layer, seed=config.seed)
+  elif checkpointing.find_checkpoint_dir(path) is not None:
+    logging.info('Initialising from the Orbax checkpoint in %s (last layer: %s).', path,
+                 config.initialize_last_layer)
+    loaded = checkpointing.load_variables_for_init(
+        path, variables, include_logits=config.initialize_last_layer)
+  else:
+    raise FileNotFoundError(
+        f'config.init_checkpoint={path!r} is neither a TF checkpoint prefix (no {path}.index) '
+        'nor a directory with Orbax checkpoints.')
+  return replicate({'params': loaded['params'], 'batch_stats': loaded.get('batch_stats', {})},
+                   mesh)
+
+
+# --- The train step ----------------------------------------------------------
+
+def _loss_options(config) -> Dict[str, Any]:
+  return dict(num_classes=config.model.num_classes,
+              ignore_label=int(config.dataset.ignore_label),
+              upsample_logits=config.upsample_logits,
+              top_k_percent_pixels=config.top_k_percent_pixels,
+              hard_example_mining_step=config.hard_example_mining_step)
+
+
+def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
+  """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh.
+
+  batch: `{'image': float32 [B, H, W, 3] (0..255), 'label': int32 [B, H, W]}`
+  split over 'data'. The state's buffers are donated.
+  """
+  model = create_model(config, bn_axis_name=DATA_AXIS)
+  optimizer = create_optimizer(config)
+  schedule = learning_rate_schedule(config)
+  loss_options = _loss_options(config)
+  multiplier_options = dict(
+      last_layer_gradient_multiplier=config.last_layer_gradient_multiplier,
+      last_layers_contain_logits_only=config.last_layers_contain_logits_only)
+
+  def per_device_step(state: TrainState, batch):
+    # A different dropout mask on every device and at every step.
+    dropout_rng = jax.random.fold_in(
+        jax.random.fold_in(jax.random.key(config.seed), state.step),
+        jax.lax.axis_index(DATA_AXIS))
+
+    def loss_fn(params):
+      outputs, updates = model.apply(
+          {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+          mutable=['batch_stats'], rngs={'dropout': dropout_rng},
+          method=DeepLab.multi_scale_logits)
+      # The original sums one loss per output (each pyramid scale and the merge).
+      cross_entropy = jnp.float32(0.0)
+      for logits in outputs.values():
+        loss_sum, count = losses.cross_entropy_sums(logits, batch['label'], step=state.step,
+                                                    **loss_options)
+        cross_entropy += losses.safe_divide(jax.lax.psum(loss_sum, DATA_AXIS),
+                                            jax.lax.psum(count, DATA_AXIS))
+      # Replicated: added once to the global loss (one global batch, so the
+      # original's division by the number of clones does not apply).
+      l2 = losses.l2_regularization(params, config.weight_decay)
+      return cross_entropy + l2, (cross_entropy, l2, updates.get('batch_stats', {}))
+
+    (loss, (cross_entropy, l2, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    # No psum/pmean of grads here: see the module docstring.
+    multipliers = losses.gradient_multipliers(state.params, **multiplier_options)
+    grads = jax.tree.map(lambda g, m: g * m if m != 1.0 else g, grads, multipliers)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if not config.fine_tune_batch_norm:
+      batch_stats = state.batch_stats  # Frozen statistics stay exactly as loaded.
+    metrics = {'loss': loss, 'cross_entropy': cross_entropy, 'l2_loss': l2,
+               'learning_rate': schedule(state.step),
+               'grad_norm': optax.tree.norm(grads)}
+    new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
+                           opt_state=opt_state)
+    return new_state, metrics
+
+  step = jax.shard_map(per_device_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+                       out_specs=(P(), P()))
+  return jax.jit(step, donate_argnums=(0,))
+
+
+# --- Preemption --------------------------------------------------------------
+
+class PreemptionWatch:
+  """Remembers a SIGTERM (TPU preemption) so the loop can checkpoint and stop."""
+
+  def __init__(self):
+    self._requested = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning('Received signal %d: saving a checkpoint, then stopping.', signum)
+    self._requested = True
+
+  def requested(self) -> bool:
+    """True on every host as soon as any host got the signal."""
+    if jax.process_count() == 1:
+      return self._requested
+    flags = multihost_utils.process_allgather(np.asarray([self._requested]))
+    return bool(np.any(flags))
+
+  def close(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
+# --- The loop ----------------------------------------------------------------
+
+def _check_finite(pending_metrics, first_step: int):
+  """Fetches queued per-step metrics; raises naming the first bad step."""
+  fetched = jax.device_get(pending_metrics)
+  for offset, metrics in enumerate(fetched):
+    if not np.isfinite(metrics['loss']):
+      step = first_step + offset
+      raise NonFiniteLossError(
+          f'The training loss is {metrics["loss"]} at step {step} (cross-entropy '
+          f'{metrics["cross_entropy"]}, L2 {metrics["l2_loss"]}, learning rate '
+          f'{metrics["learning_rate"]:.3g}). No checkpoint was written after it; the last '
+          'good one is kept. Try a smaller config.learning_rate.')
+  return fetched
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       train_source=None, eval_source=None) -> TrainState:
+  """Trains (resuming from the workdir if it has checkpoints), evaluating as it goes.
+
+  Args:
+    config: the experiment config.
+    workdir: checkpoints go to `<workdir>/checkpoints`, TensorBoard events to
+      `<workdir>`, evaluation results to `<workdir>/eval_results.json`.
+    train_source, eval_source: optional datasets of raw examples of this host
+      (`{'image', 'label', 'name'}`); default: `config.dataset`'s splits.
+
+  Returns:
+    The final train state.
+  """
+  from deeplab_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
+
+  mesh = make_mesh()
+  check_batch_size(config.global_batch_size, mesh)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if jax.process_index() == 0:
+    writer.write_hparams({k: v for k, v in flatten_config(config).items()})
+
+  checkpoints = checkpointing.CheckpointManager(workdir, config.keep_checkpoints)
+  variables = initial_variables(config, mesh)
+  state = create_train_state(config, variables, mesh)
+  restored = checkpoints.restore_latest(state)
+  if restored is not None:
+    state = restored
+    logging.info('Resuming from the checkpoint of step %d in %s.', int(state.step),
+                 checkpoints.directory)
+  else:
+    state = create_train_state(config, initialise_from_checkpoint(config, variables, mesh), mesh)
+  start_step = int(state.step)
+
+  if train_source is None:
+    train_source = load_source(config, config.dataset.train_split)
+  train_data = input_pipeline.create_train_dataset(
+      config, train_source, start_step=start_step, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  train_step = create_train_step(config, mesh)
+  num_steps = int(config.num_train_steps)
+
+  report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+  preemption = PreemptionWatch()
+  pending, pending_first = [], start_step
+  timer_start, timer_step = time.perf_counter(), start_step
+  step = start_step
+  logging.info('Training steps %d..%d; global batch %d on %d devices (%d processes).',
+               start_step, num_steps, config.global_batch_size, mesh.size, jax.process_count())
+  try:
+    for batch in train_data.as_numpy_iterator() if step < num_steps else ():
+      state, metrics = train_step(state, global_batch(batch, mesh))
+      pending.append(metrics)
+      step += 1
+      report_progress(step)
+      is_last = step >= num_steps
+      stop = preemption.requested()
+      save = stop or is_last or step % config.checkpoint_every_steps == 0
+      log = is_last or step % config.log_every_steps == 0
+      run_eval = is_last or step % config.eval_every_steps == 0
+      if log or save or run_eval:
+        fetched = _check_finite(pending, pending_first)
+        if log:
+          seconds = time.perf_counter() - timer_start
+          steps_done = step - timer_step
+          scalars = {k: float(v) for k, v in fetched[-1].items()}
+          scalars['steps_per_sec'] = steps_done / seconds
+          scalars['images_per_sec'] = steps_done * config.global_batch_size / seconds
+          writer.write_scalars(step, scalars)
+          timer_start, timer_step = time.perf_counter(), step
+        pending, pending_first = [], step
+      if save:
+        checkpoints.save(state)
+      if stop:
+        logging.warning('Stopped at step %d after a termination signal; the checkpoint is '
+                        'saved, rerun the same command to resume.', step)
+        break
+      if run_eval:
+        with report_progress.timed('eval'):
+          evaluate.evaluate(config, workdir, state.variables, step, writer=writer, mesh=mesh,
+                            source=eval_source)
+      if is_last:
+        break
+    else:
+      if start_step >= num_steps:
+        logging.info('The checkpoint is already at step %d >= num_train_steps=%d.',
+                     start_step, num_steps)
+  finally:
+    preemption.close()
+    checkpoints.close()
+    writer.flush()
+  return state
+
+
+def load_source(config, split: str):
+  """This host's shard of a split of `config.dataset`."""
+  from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  return datasets.load_split(config.dataset, split, process_index=jax.process_index(),
+                             process_count=jax.process_count())
+
+
+def flatten_config(config, prefix: str = '') -> Dict[str, Any]:
+  """Config as flat 'a.b' → scalar/str entries (for TensorBoard hparams)."""
+  flat = {}
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, (ml_collections.ConfigDict, ml_collections.FrozenConfigDict)):
+      flat.update(flatten_config(value, name + '.'))
+    elif isinstance(value, (bool, int, float, str)):
+      flat[name] = value
+    else:
+      flat[name] = str(value)
+  return flat

@@ -1,0 +1,103 @@
+"""DeepLab in JAX: train, evaluate, predict, or convert a TF checkpoint.
+
+  python main.py --config=configs/quickstart.py --workdir=/tmp/deeplab_quickstart
+  python main.py --config=configs/voc_mnv2.py --workdir=DIR --mode=eval [--continuous]
+  python main.py --config=configs/voc_mnv2.py --workdir=DIR --mode=predict \\
+      --images='photos/*.jpg' --output=OUT
+  python main.py --config=configs/voc_mnv2.py --workdir=DIR --mode=convert \\
+      --tf_checkpoint=deeplabv3_mnv2_pascal_train_aug/model.ckpt-30000
+
+Several processes (multi-host TPU/GPU): pass --multiprocess, or set
+JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID where the
+platform cannot tell them); `jax.distributed.initialize()` is then called first.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard events and results go here.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'convert'],
+                  'train (with periodic evaluation) | eval | predict | convert.')
+flags.DEFINE_bool('continuous', False, 'eval: follow new checkpoints until the final step.')
+flags.DEFINE_string('images', None, 'predict: an image file, a directory or a glob pattern.')
+flags.DEFINE_string('output', None, 'predict: output directory (default <workdir>/predictions).')
+flags.DEFINE_bool('cityscapes_label_ids', False,
+                  'predict: write Cityscapes label ids (for the evaluation server).')
+flags.DEFINE_string('tf_checkpoint', None, 'convert: the TF checkpoint prefix to convert.')
+flags.DEFINE_bool('multiprocess', False, 'Call jax.distributed.initialize() (multi-host).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _initialise_distributed():
+  if not (FLAGS.multiprocess or os.environ.get('JAX_COORDINATOR_ADDRESS')):
+    return
+  number = lambda name: int(os.environ[name]) if os.environ.get(name) else None
+  jax.distributed.initialize(num_processes=number('JAX_NUM_PROCESSES'),
+                             process_id=number('JAX_PROCESS_ID'))
+
+
+def _default_data_dir(config, workdir: str):
+  """The generated synthetic dataset lives in the workdir unless told otherwise."""
+  if str(config.dataset.name).startswith('synthetic') and not config.dataset.data_dir:
+    config.dataset.data_dir = os.path.join(workdir, 'tensorflow_datasets')
+
+
+def _report(lines):
+  if jax.process_index() == 0:
+    print('\n'.join(lines), flush=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')  # tf.data only; leave accelerators to JAX.
+  _initialise_distributed()
+  from deeplab_jax import checkpointing, evaluate, predict, train  # pylint: disable=g-import-not-at-top
+
+  config, workdir = FLAGS.config, os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  _default_data_dir(config, workdir)
+  logging.info('Config:\n%s', config)
+  checkpoints = checkpointing.checkpoint_dir(workdir)
+  results = os.path.join(workdir, evaluate.RESULTS_FILE)
+
+  if FLAGS.mode == 'train':
+    state = train.train_and_evaluate(config, workdir)
+    _report([f'Trained to step {int(jax.device_get(state.step))}.',
+             f'  checkpoints:      {checkpoints}',
+             f'  TensorBoard:      tensorboard --logdir={workdir}',
+             f'  eval results:     {results}',
+             f'  eval images:      {os.path.join(workdir, evaluate.IMAGES_SUBDIR)}',
+             f'  dataset:          {config.dataset.data_dir or "TFDS default data dir"}'])
+  elif FLAGS.mode == 'eval':
+    scores = evaluate.evaluate_checkpoints(config, workdir, continuous=FLAGS.continuous)
+    _report([f'Mean IoU {scores["mean_iou"]:.4f}, pixel accuracy '
+             f'{scores["pixel_accuracy"]:.4f} at step {scores["step"]} '
+             f'({scores["num_images"]} images).',
+             f'  eval results:     {results}',
+             f'  eval images:      {os.path.join(workdir, evaluate.IMAGES_SUBDIR)}',
+             f'  TensorBoard:      tensorboard --logdir={os.path.join(workdir, "eval")}'])
+  elif FLAGS.mode == 'predict':
+    if not FLAGS.images:
+      raise app.UsageError('--mode=predict needs --images=PATH_OR_GLOB.')
+    output = os.path.abspath(FLAGS.output or os.path.join(workdir, 'predictions'))
+    written = predict.predict_images(config, workdir, FLAGS.images, output,
+                                     cityscapes_label_ids=FLAGS.cityscapes_label_ids)
+    _report([f'Wrote {len(written) // 2} label PNGs and overlays to {output}.'])
+  elif FLAGS.mode == 'convert':
+    if not FLAGS.tf_checkpoint:
+      raise app.UsageError('--mode=convert needs --tf_checkpoint=PREFIX.')
+    path = checkpointing.convert_tf_checkpoint(config, workdir, FLAGS.tf_checkpoint)
+    _report([f'Converted {FLAGS.tf_checkpoint} into the Orbax checkpoint {path}.',
+             f'  evaluate:  python main.py --config=... --workdir={workdir} --mode=eval'])
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,263 @@
+"""Tests of the train step, the learning-rate schedule, frozen BN and resuming."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import defaults
+from deeplab_jax import checkpointing
+from deeplab_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Tests share compiled steps (XLA compiles of the model take a minute on CPU)."""
+  from jax._src import compilation_cache as cache  # pylint: disable=g-import-not-at-top
+  directory = str(tmp_path_factory.mktemp('xla_cache'))
+  previous = (jax.config.jax_compilation_cache_dir,
+              jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update('jax_compilation_cache_dir', directory)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  cache.reset_cache()
+  yield directory
+  jax.config.update('jax_compilation_cache_dir', previous[0])
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', previous[1])
+  cache.reset_cache()
+
+
+def tiny_config(**overrides):
+  config = defaults.get_config()
+  config.model.depth_multiplier = 0.25
+  config.model.num_classes = 3
+  config.global_batch_size = 2
+  config.train_crop_size = (33, 33)
+  config.eval_crop_size = (41, 49)
+  config.eval_batch_size = 2
+  config.num_train_steps = 4
+  config.learning_rate = 0.05
+  config.weight_decay = 1e-3
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  config.eval_every_steps = 1000
+  config.num_prediction_images = 0
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config
+
+
+def random_batch(config, seed=0):
+  rng = np.random.default_rng(seed)
+  h, w = config.train_crop_size
+  labels = rng.integers(0, config.model.num_classes, (config.global_batch_size, h, w))
+  labels[:, :3] = 255  # Some ignored pixels, unevenly spread over devices.
+  labels[0, :] = 255
+  return {'image': rng.uniform(0, 255, (config.global_batch_size, h, w, 3)).astype(np.float32),
+          'label': labels.astype(np.int32)}
+
+
+def one_step(config, mesh, batch):
+  """The state after one train step on `batch` over `mesh`, as numpy."""
+  variables = train.initial_variables(config, mesh)
+  state = train.create_train_state(config, variables, mesh)
+  step = train.create_train_step(config, mesh)
+  state, metrics = step(state, train.global_batch(batch, mesh))
+  return jax.device_get(state), jax.device_get(metrics)
+
+
+_EIGHT_DEVICE_SCRIPT = """
+import sys, numpy as np, jax
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+from deeplab_jax.heads import aspp
+aspp.DROPOUT_RATE = 0.0  # Dropout masks depend on the local batch shape.
+import train_test
+from deeplab_jax import train
+assert jax.device_count() == 8, jax.devices()
+config = train_test.tiny_config(global_batch_size=8)
+batch = train_test.random_batch(config)
+out = {{}}
+for name, devices in (('one', jax.devices()[:1]), ('eight', jax.devices())):
+  state, metrics = train_test.one_step(config, train.make_mesh(devices), batch)
+  flat = jax.tree_util.tree_flatten_with_path({{'params': state.params,
+                                                'batch_stats': state.batch_stats}})[0]
+  for path, leaf in flat:
+    out[name + ':' + jax.tree_util.keystr(path)] = np.asarray(leaf)
+  out[name + ':loss'] = np.asarray(metrics['loss'])
+np.savez({output!r}, **out)
+"""
+
+
+def test_eight_devices_equal_one_device_on_the_same_global_batch(tmp_path, compilation_cache):
+  output = str(tmp_path / 'steps.npz')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             TF_CPP_MIN_LOG_LEVEL='2', JAX_COMPILATION_CACHE_DIR=compilation_cache,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  script = _EIGHT_DEVICE_SCRIPT.format(repo=REPO, tests=os.path.join(REPO, 'tests'),
+                                       output=output)
+  result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  arrays = np.load(output)
+  one = {k.split(':', 1)[1]: arrays[k] for k in arrays.files if k.startswith('one:')}
+  eight = {k.split(':', 1)[1]: arrays[k] for k in arrays.files if k.startswith('eight:')}
+  assert set(one) == set(eight)
+  np.testing.assert_allclose(eight['loss'], one['loss'], rtol=1e-5)
+  moved = 0
+  for name in one:
+    np.testing.assert_allclose(eight[name], one[name], rtol=2e-4, atol=2e-6, err_msg=name)
+  # The step really trained: parameters and statistics left their initial values.
+  config = tiny_config(global_batch_size=8)
+  initial = train.initial_variables(config, train.make_mesh(jax.devices()[:1]))
+  for path, leaf in jax.tree_util.tree_flatten_with_path(initial)[0]:
+    name = jax.tree_util.keystr(path)
+    moved += not np.allclose(np.asarray(leaf), one[name])
+  assert moved > 0.9 * len(one)
+
+
+def test_poly_schedule_values():
+  config = tiny_config(num_train_steps=100, learning_rate=0.007)
+  schedule = train.learning_rate_schedule(config)
+  for step in (0, 1, 50, 99, 100, 150):
+    expected = 0.007 * (1 - min(step, 100) / 100) ** 0.9
+    np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_step_schedule_and_slow_start():
+  config = tiny_config(learning_policy='step', learning_rate=0.01, learning_rate_decay_step=10,
+                       learning_rate_decay_factor=0.1, slow_start_step=3,
+                       slow_start_learning_rate=1e-4)
+  schedule = train.learning_rate_schedule(config)
+  values = [float(schedule(s)) for s in (0, 2, 3, 9, 10, 25)]
+  np.testing.assert_allclose(values, [1e-4, 1e-4, 0.01, 0.01, 0.001, 0.0001], rtol=1e-5)
+
+
+def test_optimizer_follows_the_schedule_and_momentum():
+  config = tiny_config(num_train_steps=10, learning_rate=0.5)
+  optimizer = train.create_optimizer(config)
+  params = {'w': jnp.zeros(())}
+  state = optimizer.init(params)
+  accumulator, expected = 0.0, 0.0
+  for step in range(3):
+    grads = {'w': jnp.float32(step + 1.0)}
+    updates, state = optimizer.update(grads, state, params)
+    accumulator = 0.9 * accumulator + (step + 1.0)
+    expected -= 0.5 * (1 - step / 10) ** 0.9 * accumulator
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+    np.testing.assert_allclose(float(params['w']), expected, rtol=1e-5)
+
+
+def test_unknown_policy_and_indivisible_batch_are_clear_errors():
+  with pytest.raises(ValueError, match='learning_policy'):
+    train.learning_rate_schedule(tiny_config(learning_policy='cosine'))
+  mesh = train.make_mesh()
+  with pytest.raises(ValueError, match='global_batch_size=0'):
+    train.check_batch_size(0, mesh)
+
+
+def test_frozen_batch_norm_keeps_statistics_but_trains_gamma_beta(tf_checkpoint):
+  # Calibrated statistics (a zoo-like checkpoint): from a random init, frozen
+  # unit statistics let activations vanish and gamma gradients underflow.
+  config = tiny_config(fine_tune_batch_norm=False, init_checkpoint=tf_checkpoint(
+      'mnv2_dm05_voc_os16'), **{'model.depth_multiplier': 0.5, 'model.num_classes': 21})
+  mesh = train.make_mesh(jax.devices()[:1])
+  variables = jax.device_get(train.initialise_from_checkpoint(
+      config, train.initial_variables(config, mesh), mesh))
+  state = train.create_train_state(config, variables, mesh)
+  state, _ = train.create_train_step(config, mesh)(
+      state, train.global_batch(random_batch(config), mesh))
+  state = jax.device_get(state)
+  for before, after in zip(jax.tree.leaves(variables['batch_stats']),
+                           jax.tree.leaves(state.batch_stats)):
+    np.testing.assert_array_equal(before, after)
+  gamma_beta = [(jax.tree_util.keystr(p), leaf) for p, leaf in
+                jax.tree_util.tree_flatten_with_path(variables['params'])[0]
+                if jax.tree_util.keystr(p).endswith(("'gamma']", "'beta']"))]
+  assert len(gamma_beta) > 100
+  new = {jax.tree_util.keystr(p): leaf for p, leaf in
+         jax.tree_util.tree_flatten_with_path(state.params)[0]}
+  unchanged = [name for name, leaf in gamma_beta if np.array_equal(leaf, new[name])]
+  assert not unchanged
+
+
+def test_fine_tuned_batch_norm_updates_statistics():
+  config = tiny_config()
+  mesh = train.make_mesh(jax.devices()[:1])
+  variables = jax.device_get(train.initial_variables(config, mesh))
+  state, _ = one_step(config, mesh, random_batch(config))
+  changed = [not np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(variables['batch_stats']), jax.tree.leaves(state.batch_stats))]
+  assert all(changed)
+
+
+def test_non_finite_loss_names_the_step():
+  config = tiny_config()
+  mesh = train.make_mesh(jax.devices()[:1])
+  state = train.create_train_state(config, train.initial_variables(config, mesh), mesh)
+  step = train.create_train_step(config, mesh)
+  batch = random_batch(config)
+  batch['image'][1, 5, 5] = np.nan  # A broken input pixel poisons the step.
+  pending = []
+  for _ in range(4):
+    state, metrics = step(state, train.global_batch(batch, mesh))
+    pending.append(metrics)
+  with pytest.raises(train.NonFiniteLossError, match=r'at step 1\d'):
+    train._check_finite(pending, 10)
+
+
+def source_dataset(num_examples, size=(40, 48), num_classes=3, seed=0):
+  """Examples in the `load_split` contract: an image whose colour encodes the class."""
+  rng = np.random.default_rng(seed)
+  images, labels, names = [], [], []
+  for index in range(num_examples):
+    label = np.zeros(size, np.uint8)
+    top, left = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+    label[top:top + size[0] // 2, left:left + size[1] // 2] = 1 + index % (num_classes - 1)
+    label[0, :] = 255
+    palette = np.array([[20, 20, 20], [230, 30, 30], [30, 230, 30]], np.uint8)
+    image = palette[np.minimum(label, num_classes - 1)]
+    images.append(image)
+    labels.append(label[..., None])
+    names.append(f'example_{index}')
+  return tf.data.Dataset.from_tensor_slices(
+      {'image': np.stack(images), 'label': np.stack(labels), 'name': np.array(names)})
+
+
+def test_resume_after_interruption_reaches_the_same_parameters(tmp_path, caplog):
+  config = tiny_config()
+  source = source_dataset(6)
+  straight = str(tmp_path / 'straight')
+  final = train.train_and_evaluate(config, straight, train_source=source, eval_source=source)
+  final = jax.device_get(final)
+  assert int(final.step) == 4
+  # Simulate a crash after step 2: its checkpoint is the last one on disk.
+  resumed_dir = str(tmp_path / 'resumed')
+  shutil.copytree(straight, resumed_dir)
+  shutil.rmtree(os.path.join(resumed_dir, 'checkpoints', '4'))
+  with open(os.path.join(resumed_dir, 'eval_results.json')) as f:
+    assert json.load(f)['step'] == 4
+  caplog.clear()
+  with caplog.at_level('INFO'):
+    resumed = jax.device_get(train.train_and_evaluate(config, resumed_dir, train_source=source,
+                                                      eval_source=source))
+  assert 'Resuming from the checkpoint of step 2' in caplog.text
+  assert int(resumed.step) == 4
+  for a, b in zip(jax.tree.leaves(final.params) + jax.tree.leaves(final.batch_stats)
+                  + jax.tree.leaves(final.opt_state),
+                  jax.tree.leaves(resumed.params) + jax.tree.leaves(resumed.batch_stats)
+                  + jax.tree.leaves(resumed.opt_state)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  steps = checkpointing.CheckpointManager(resumed_dir).all_steps()
+  assert steps == [2, 4]
