@@ -6,9 +6,12 @@ its setup changes. Defaults equal the original `train.py` / `eval.py` /
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config():
+  # Fields that may be None are typed placeholders: the command line cannot set
+  # a plain None field (`--config.init_checkpoint=PREFIX` would be refused).
   config = ml_collections.ConfigDict()
 
   # --- Model (common.py ModelOptions) -------------------------------------
@@ -17,19 +20,19 @@ def get_config():
   model.depth_multiplier = 1.0  # MobileNetV2 only.
   model.output_stride = 16  # 8, 16 or 32.
   model.atrous_rates = ()  # ASPP rates; () builds only image pooling + 1x1 (MobileNetV2 zoo).
-  model.multi_grid = None  # e.g. (1, 2, 4) for the beta ResNets; None = (1, 1, 1).
-  model.decoder_output_stride = None  # 4 for DeepLabv3+; None for no decoder.
-  model.dense_prediction_cell = None  # None, a JSON path, or a shipped cell name.
+  model.multi_grid = placeholder(tuple)  # e.g. (1, 2, 4) for the beta ResNets; None = (1, 1, 1).
+  model.decoder_output_stride = placeholder(int)  # 4 for DeepLabv3+; None for no decoder.
+  model.dense_prediction_cell = placeholder(str)  # None, a JSON path, or a shipped cell name.
   model.num_classes = 21
   model.add_image_level_feature = True
   # Pooling window of the image-level feature, as a crop size (h, w). None pools
   # globally; set it to the training crop to reproduce the original on larger
   # evaluation images (with image_pooling_stride).
-  model.image_pooling_crop_size = None
+  model.image_pooling_crop_size = placeholder(tuple)
   model.image_pooling_stride = (1, 1)
   model.aspp_with_separable_conv = True
   model.decoder_use_separable_conv = True
-  model.image_pyramid = None  # Train-time pyramid scales, merged by `merge_method`.
+  model.image_pyramid = placeholder(tuple)  # Train-time pyramid scales, merged by `merge_method`.
   model.merge_method = 'max'
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on TPU); parameters stay float32.
   model.remat = False  # Rematerialise backbone blocks to save memory at large crops.
@@ -37,21 +40,19 @@ def get_config():
   # --- Data ----------------------------------------------------------------
   config.dataset = dataset = ml_collections.ConfigDict()
   dataset.name = 'pascal_voc'
-  # Typed None placeholders (FieldReference): a plain None field cannot be set
-  # from the command line (`--config.dataset.data_dir=DIR` would be refused).
   # TFDS data dir (None = TFDS default), or the folder of a `custom` dataset.
-  dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
+  dataset.data_dir = placeholder(str)
   # Where downloaded archives are, when there is no network.
-  dataset.manual_dir = ml_collections.FieldReference(None, field_type=str)
+  dataset.manual_dir = placeholder(str)
   dataset.train_split = 'train_aug'
   dataset.eval_split = 'validation'
   dataset.ignore_label = 255
   # The original's optional `resize_to_range` before scaling/cropping, at train
   # and eval (input_pipeline reads these): None = no resize. ADE20K resizes to
   # min = max = 513 with factor 16 (the output stride) so sizes are 16k + 1.
-  dataset.min_resize_value = ml_collections.FieldReference(None, field_type=int)
-  dataset.max_resize_value = ml_collections.FieldReference(None, field_type=int)
-  dataset.resize_factor = ml_collections.FieldReference(None, field_type=int)
+  dataset.min_resize_value = placeholder(int)
+  dataset.max_resize_value = placeholder(int)
+  dataset.resize_factor = placeholder(int)
 
   # --- Training (train.py flags) ------------------------------------------
   config.seed = 0
@@ -79,7 +80,7 @@ def get_config():
 
   # Initialisation: a model-zoo / ImageNet TF checkpoint prefix, or an Orbax
   # checkpoint directory. Ignored once the workdir has its own checkpoint.
-  config.init_checkpoint = None
+  config.init_checkpoint = placeholder(str)
   config.initialize_last_layer = True
 
   # --- Evaluation (eval.py flags) -----------------------------------------
@@ -88,7 +89,7 @@ def get_config():
   config.eval_scales = (1.0,)
   config.eval_flip = False
   config.eval_every_steps = 2000
-  config.num_eval_images = None  # None = the whole split.
+  config.num_eval_images = placeholder(int)  # None = the whole split.
 
   # --- Bookkeeping ---------------------------------------------------------
   config.log_every_steps = 10

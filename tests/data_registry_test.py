@@ -41,7 +41,7 @@ def check_common_form(dataset):
 
 def test_names_and_unknown_name():
   assert datasets.dataset_names() == (
-      'cityscapes', 'custom', 'pascal_voc', 'synthetic')
+      'ade20k', 'cityscapes', 'custom', 'pascal_voc', 'synthetic')
   config = dataset_config('imagenet', '/tmp')
   with pytest.raises(ValueError, match="Unknown config.dataset.name 'imagenet'"):
     datasets.get_dataset_info(config)
