@@ -125,7 +125,9 @@ def fit_to_canvas(images, crop_hw: Sequence[int], *, resize_long_side: Optional[
   if pad_to_crop:
     canvas = tuple(int(c) for c in crop_hw)
   else:  # Needs concrete sizes: only the exported function has symbolic ones.
-    canvas = tuple(valid_size(int(f), stride) for f in np.asarray(fitted))
+    with jax.ensure_compile_time_eval():
+      concrete = fitted_size(images.shape[1:3], crop_hw, resize_long_side)
+    canvas = tuple(valid_size(int(f), stride) for f in np.asarray(concrete))
   return place_on_canvas(images, fitted, canvas), fitted
 
 
@@ -177,9 +179,20 @@ def make_predict_fn(config: ml_collections.ConfigDict, *, resize_long_side: Opti
     canvas_images, fitted = fit_to_canvas(images, options.crop, **options.fit)
     outputs = canvas_prediction(options.model, variables, canvas_images, options.scales,
                                 options.flip, with_probabilities)
-    return jax.tree.map(lambda m: back_to_image_size(m, fitted, images.shape[1:3]), outputs)
+    return _map_back(outputs, fitted, images.shape[1:3])
 
   return fn
+
+
+def _map_back(outputs, fitted, image_hw):
+  return jax.tree.map(lambda m: back_to_image_size(m, fitted, image_hw), outputs)
+
+
+# Module-level, so Predictors of equal configs share compiled code.
+_fit_stage = jax.jit(fit_to_canvas,
+                     static_argnames=('crop_hw', 'resize_long_side', 'pad_to_crop', 'stride'))
+_predict_stage = jax.jit(canvas_prediction, static_argnums=(0, 3, 4, 5))
+_back_stage = jax.jit(_map_back, static_argnums=2)
 
 
 def make_staged_predict_fn(config: ml_collections.ConfigDict, variables, *,
@@ -191,16 +204,13 @@ def make_staged_predict_fn(config: ml_collections.ConfigDict, variables, *,
   model compiles once per canvas (once in all with `pad_to_crop`).
   """
   options = _Options(config, resize_long_side, pad_to_crop)
-  fit = jax.jit(lambda images: fit_to_canvas(images, options.crop, **options.fit))
-  predict = jax.jit(lambda v, x: canvas_prediction(options.model, v, x, options.scales,
-                                                   options.flip, with_probabilities))
-  back = jax.jit(lambda outputs, fitted, image_hw: jax.tree.map(
-      lambda m: back_to_image_size(m, fitted, image_hw), outputs), static_argnums=2)
 
   def fn(images):
     _check_images(images)
-    canvas_images, fitted = fit(images)
-    return back(predict(variables, canvas_images), fitted, tuple(images.shape[1:3]))
+    canvas_images, fitted = _fit_stage(images, options.crop, **options.fit)
+    outputs = _predict_stage(options.model, variables, canvas_images, options.scales,
+                             options.flip, with_probabilities)
+    return _back_stage(outputs, fitted, tuple(images.shape[1:3]))
 
   return fn
 

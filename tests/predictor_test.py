@@ -1,0 +1,195 @@
+"""Predictor: fitting any image into the canvas, predicting, mapping back.
+
+The size helpers are checked against the project's static TF-exact resizes;
+whole predictions against `inference` run on a canvas padded by hand.
+"""
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import voc_mnv2
+from deeplab_jax import checkpointing
+from deeplab_jax import inference
+from deeplab_jax import predictor
+from deeplab_jax.model import create_model
+from deeplab_jax.resize import resize_bilinear, resize_nearest
+from export_test import natural_image, random_variables, with_calibrated_logits
+
+CROP = 129
+
+
+# --- Size helpers ------------------------------------------------------------------
+
+@pytest.mark.parametrize('size, stride, expected', [
+    (1, 16, 1), (17, 16, 17), (18, 16, 33), (97, 16, 97), (120, 16, 129), (500, 8, 505)])
+def test_valid_size(size, stride, expected):
+  assert predictor.valid_size(size, stride) == expected
+
+
+@pytest.mark.parametrize('image_hw, long_side, expected', [
+    ((97, 120), None, (97, 120)),     # Fits: kept.
+    ((129, 129), None, (129, 129)),
+    ((97, 130), None, (96, 129)),     # Too wide by one: shrunk, width exactly the crop.
+    ((300, 200), None, (129, 86)),
+    ((1, 1000), None, (1, 129)),      # Never below one pixel.
+    ((60, 80), 120, (90, 120)),       # Long side made 120 (enlarged).
+    ((80, 60), 120, (120, 90)),
+    ((400, 300), 100, (100, 75)),
+    ((300, 200), 400, (129, 86)),     # Never beyond the crop.
+])
+def test_fitted_size(image_hw, long_side, expected):
+  fitted = predictor.fitted_size(image_hw, (CROP, CROP), long_side)
+  assert tuple(int(d) for d in fitted) == expected
+
+
+@pytest.mark.parametrize('image_hw, fitted, canvas', [
+    ((5, 7), (9, 13), (17, 17)),   # Enlarged.
+    ((9, 13), (5, 4), (9, 9)),     # Shrunk.
+    ((6, 6), (6, 6), (9, 8)),      # Padded only.
+    ((1, 4), (3, 1), (3, 2)),      # Single rows and columns.
+])
+def test_place_on_canvas_is_the_tf_resize_then_mean_padding(image_hw, fitted, canvas):
+  images = np.random.RandomState(0).randint(0, 256, (2, *image_hw, 3)).astype(np.uint8)
+  placed = predictor.place_on_canvas(jnp.asarray(images), jnp.asarray(fitted), canvas)
+  expected = np.full((2, *canvas, 3), 127.5, np.float32)
+  expected[:, :fitted[0], :fitted[1]] = resize_bilinear(jnp.asarray(images, jnp.float32), fitted)
+  np.testing.assert_allclose(np.asarray(placed), expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize('fitted, image_hw', [((5, 4), (9, 13)), ((9, 13), (4, 7)),
+                                              ((6, 6), (6, 6)), ((1, 3), (4, 1))])
+def test_back_to_image_size_is_the_tf_nearest_resize_of_the_fitted_region(fitted, image_hw):
+  canvas = np.random.RandomState(1).randint(0, 21, (2, 11, 14)).astype(np.int32)
+  mapped = predictor.back_to_image_size(jnp.asarray(canvas), jnp.asarray(fitted), image_hw)
+  expected = resize_nearest(jnp.asarray(canvas[:, :fitted[0], :fitted[1]]), image_hw)
+  np.testing.assert_array_equal(np.asarray(mapped), np.asarray(expected))
+
+
+# --- Whole predictions -------------------------------------------------------------
+
+def make_variables(config):
+  model = create_model(config)
+  variables = random_variables(config)
+  image = jnp.asarray(natural_image(CROP, CROP), jnp.float32)[None]
+  return with_calibrated_logits(variables, jax.jit(model.apply)(variables, image))
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  config = voc_mnv2.get_config('tiny')
+  return config, make_variables(config)
+
+
+def reference(config, variables, image, fitted, canvas):
+  """(labels [H, W], top-2 probability margin [H, W]) from a hand-made canvas."""
+  model = create_model(config)
+  height, width = image.shape[:2]
+  x = resize_bilinear(jnp.asarray(image, jnp.float32)[None], fitted)
+  x = jnp.pad(x, ((0, 0), (0, canvas[0] - fitted[0]), (0, canvas[1] - fitted[1]), (0, 0)),
+              constant_values=127.5)
+  probabilities = jax.jit(inference.class_probabilities, static_argnums=(0, 3, 4))(
+      model, variables, x, tuple(config.eval_scales), bool(config.eval_flip))
+  probabilities = resize_nearest(probabilities[:, :fitted[0], :fitted[1]], (height, width))[0]
+  top2 = np.sort(np.asarray(probabilities), axis=-1)[..., -2:]
+  return np.asarray(jnp.argmax(probabilities, -1)), top2[..., 1] - top2[..., 0]
+
+
+def assert_same_labels(labels, expected_and_margin):
+  expected, margin = expected_and_margin
+  assert labels.dtype == np.int32 and labels.shape == expected.shape
+  differ = labels != expected
+  assert differ.mean() <= 0.001 and np.all(margin[differ] < 1e-4), f'{differ.sum()} differ'
+  assert len(np.unique(expected)) >= 3  # The comparison means something.
+
+
+def test_images_that_fit_are_padded_to_the_crop(tiny):
+  config, variables = tiny
+  image = natural_image(97, 120)
+  labels = predictor.Predictor.from_variables(config, variables).predict(image)
+  assert_same_labels(labels, reference(config, variables, image, (97, 120), (CROP, CROP)))
+
+
+def test_larger_images_are_shrunk_to_fit_and_labels_mapped_back(tiny):
+  config, variables = tiny
+  model = predictor.Predictor.from_variables(config, variables)
+  for image_hw, fitted in [((97, 130), (96, 129)), ((300, 200), (129, 86))]:
+    image = natural_image(*image_hw, seed=3)
+    labels = model.predict(image)
+    assert_same_labels(labels, reference(config, variables, image, fitted, (CROP, CROP)))
+
+
+def test_resize_long_side_enlarges_small_images(tiny):
+  config, variables = tiny
+  image = natural_image(60, 80, seed=4)
+  labels = predictor.Predictor.from_variables(config, variables, resize_long_side=120).predict(
+      image)
+  assert_same_labels(labels, reference(config, variables, image, (90, 120), (CROP, CROP)))
+
+
+def test_pad_to_crop_false_pads_to_the_smallest_valid_size(tiny):
+  config, variables = tiny
+  image = natural_image(97, 120, seed=5)
+  labels = predictor.Predictor.from_variables(config, variables, pad_to_crop=False).predict(image)
+  assert_same_labels(labels, reference(config, variables, image, (97, 120), (97, 129)))
+
+
+def test_batches_and_probabilities(tiny):
+  config, variables = tiny
+  model = predictor.Predictor.from_variables(config, variables)
+  images = np.stack([natural_image(97, 120, seed=6), natural_image(97, 120, seed=7)])
+  labels = model.predict(images)
+  assert labels.shape == (2, 97, 120)
+  np.testing.assert_array_equal(labels[1], model.predict(images[1]))
+  single_labels, probabilities = model.predict_probabilities(images[1])
+  assert probabilities.shape == (97, 120, 21) and probabilities.dtype == np.float32
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_array_equal(single_labels, probabilities.argmax(-1))
+  assert (single_labels == labels[1]).mean() > 0.999
+
+
+def test_multi_scale_and_flip_from_the_config():
+  config = voc_mnv2.get_config('tiny')
+  config.eval_crop_size = (65, 65)
+  config.eval_scales = (0.5, 1.0)
+  config.eval_flip = True
+  variables = make_variables(config)
+  image = natural_image(50, 60, seed=8)
+  labels = predictor.Predictor.from_variables(config, variables).predict(image)
+  assert_same_labels(labels, reference(config, variables, image, (50, 60), (65, 65)))
+
+
+def test_from_workdir_restores_the_latest_checkpoint(tiny, tmp_path):
+  config, variables = tiny
+  checkpointing.save_variables(str(tmp_path), variables, step=7)
+  model = predictor.Predictor.from_workdir(config, str(tmp_path))
+  assert model.info['step'] == 7
+  image = natural_image(97, 120)
+  np.testing.assert_array_equal(
+      model.predict(image), predictor.Predictor.from_variables(config, variables).predict(image))
+
+
+def test_from_workdir_without_checkpoints_says_what_to_do(tiny, tmp_path):
+  config, _ = tiny
+  with pytest.raises(FileNotFoundError, match='No checkpoint'):
+    predictor.Predictor.from_workdir(config, str(tmp_path))
+
+
+@pytest.mark.parametrize('image, message', [
+    (np.zeros((10, 10, 3), np.float32), 'must be uint8'),
+    (np.zeros((10, 10), np.uint8), r'\[H, W, 3\]'),
+    (np.zeros((10, 10, 4), np.uint8), 'RGBA'),
+    (np.zeros((0, 10, 3), np.uint8), 'empty'),
+])
+def test_bad_images_are_refused_clearly(image, message):
+  model = predictor.Predictor(lambda images: None)
+  with pytest.raises(ValueError, match=message):
+    model.predict(image)
+
+
+def test_probabilities_of_a_labels_only_model_are_refused():
+  model = predictor.Predictor(lambda images: images[..., 0].astype(np.int32))
+  assert model.predict(np.zeros((4, 5, 3), np.uint8)).shape == (4, 5)
+  with pytest.raises(ValueError, match='with_probabilities=True'):
+    model.predict_probabilities(np.zeros((4, 5, 3), np.uint8))
