@@ -37,7 +37,9 @@ import numpy as np
 from deeplab_jax import inference
 from deeplab_jax.model import create_model
 
-MEAN_PIXEL = 127.5  # Maps to 0 after the model's (2/255)·x − 1.
+# Maps to 0 after `model.normalize_images` ((2/255)·x − 1), which every
+# backbone the model builds uses.
+MEAN_PIXEL = 127.5
 EXPORT_FILE = 'deeplab.jax_export'
 INFO_FILE = 'export_info.json'
 
