@@ -41,4 +41,9 @@ def get_config(arg=None):
   config.keep_checkpoints = 2
   config.log_every_steps = 50
   config.num_prediction_images = 6
-  return defaults.apply_variant(config, arg)
+  config = defaults.apply_variant(config, arg)
+  if arg == 'tiny':  # A smoke test: the small generated split, whole images in the eval crop.
+    config.dataset.name = 'synthetic/tiny'
+    config.eval_crop_size = (161, 161)
+    config.num_prediction_images = 2
+  return config
