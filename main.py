@@ -70,7 +70,10 @@ def main(argv):
 
   if FLAGS.mode == 'train':
     state = train.train_and_evaluate(config, workdir)
-    _report([f'Trained to step {int(jax.device_get(state.step))}.',
+    step = int(jax.device_get(state.step))
+    done = (f'Trained to step {step}.' if step >= config.num_train_steps else
+            f'Stopped at step {step} of {config.num_train_steps}; rerun the same command to resume.')
+    _report([done,
              f'  checkpoints:      {checkpoints}',
              f'  TensorBoard:      tensorboard --logdir={workdir}',
              f'  eval results:     {results}',
