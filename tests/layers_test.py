@@ -1,0 +1,170 @@
+"""Depthwise convolution implementations and batch-norm folding (layers.py).
+
+Every depthwise implementation must equal XLA's grouped convolution (the
+definition), values and gradients, for the strides, rates, paddings and odd
+or even sizes DeepLab uses; folding BN into a kernel must equal applying BN.
+"""
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+import pytest
+
+from deeplab_jax import layers
+
+IMPLEMENTATIONS = ('shifted', 'conv')
+
+
+def grouped_conv(x, kernel, stride, rate, padding):
+  """The reference: lax.conv with one group per channel."""
+  kh, kw, channels, _ = kernel.shape
+  return lax.conv_general_dilated(
+      x, kernel.reshape(kh, kw, 1, channels), stride, padding, rhs_dilation=rate,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=channels,
+      precision=lax.Precision.HIGHEST)
+
+
+def random_inputs(size, channels=5, batch=2, seed=0):
+  kx, kk = jax.random.split(jax.random.key(seed))
+  x = jax.random.normal(kx, (batch, *size, channels), jnp.float32)
+  kernel = jax.random.normal(kk, (3, 3, channels, 1), jnp.float32)
+  return x, kernel
+
+
+CASES = [
+    # (input size, stride, rate, padding mode)
+    *itertools.product([(9, 9), (8, 8), (9, 12)], [1, 2], [1, 2], ['SAME']),
+    # FIXED differs from SAME only for strided convs.
+    *itertools.product([(9, 9), (8, 8), (9, 12)], [2], [1, 2], ['FIXED']),
+    ((11, 10), 1, (1, 2), 'SAME'),
+    ((10, 13), 1, (2, 3), 'SAME'),
+    ((13, 11), (2, 1), 1, 'FIXED'),
+    ((7, 7), 1, 4, 'SAME'),  # Rate larger than half the input: mostly padding.
+]
+
+
+@pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
+@pytest.mark.parametrize('size, stride, rate, mode', CASES)
+def test_depthwise_equals_grouped_conv(monkeypatch, implementation, size, stride, rate, mode):
+  monkeypatch.setenv('DEEPLAB_DEPTHWISE', implementation)
+  x, kernel = random_inputs(size)
+  stride, rate = layers._pair(stride), layers._pair(rate)
+  padding = layers.resolve_padding(mode, x.shape, (3, 3), stride, rate)
+  expected = grouped_conv(x, kernel, stride, rate, padding)
+  actual = layers.depthwise_conv(x, kernel, stride, rate, padding)
+  assert actual.shape == expected.shape
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+# 'conv' is the reference itself; the shifted sum has a hand-written VJP.
+@pytest.mark.parametrize('size, stride, rate, mode', CASES)
+def test_shifted_depthwise_gradients_equal_grouped_conv(monkeypatch, size, stride, rate, mode):
+  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
+  x, kernel = random_inputs(size, seed=1)
+  stride, rate = layers._pair(stride), layers._pair(rate)
+  padding = layers.resolve_padding(mode, x.shape, (3, 3), stride, rate)
+  out_shape = grouped_conv(x, kernel, stride, rate, padding).shape
+  weights = jax.random.normal(jax.random.key(2), out_shape)
+
+  def loss(conv):
+    return lambda x, k: jnp.sum(conv(x, k, stride, rate, padding) * weights)
+
+  expected = jax.grad(loss(grouped_conv), argnums=(0, 1))(x, kernel)
+  actual = jax.grad(loss(layers.depthwise_conv), argnums=(0, 1))(x, kernel)
+  for got, want, what in zip(actual, expected, ('input', 'kernel')):
+    assert got.shape == want.shape, what
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=what)
+
+
+def test_shifted_depthwise_under_jit_and_vmap(monkeypatch):
+  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
+  x, kernel = random_inputs((10, 10))
+  padding = layers.resolve_padding('SAME', x.shape, (3, 3), (2, 2), (1, 1))
+  expected = grouped_conv(x, kernel, (2, 2), (1, 1), padding)
+  jitted = jax.jit(lambda x, k: layers.depthwise_conv(x, k, (2, 2), (1, 1), padding))
+  np.testing.assert_allclose(jitted(x, kernel), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_keeps_the_accumulation_dtype(monkeypatch):
+  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
+  x, kernel = random_inputs((8, 8))
+  padding = layers.resolve_padding('SAME', x.shape, (3, 3), (1, 1), (1, 1))
+  y = layers.depthwise_conv(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), (1, 1),
+                            (1, 1), padding, jnp.float32)
+  assert y.dtype == jnp.float32
+
+
+def test_unknown_depthwise_implementation_is_named(monkeypatch):
+  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'winograd')
+  with pytest.raises(ValueError, match='DEEPLAB_DEPTHWISE=.winograd.'):
+    layers.depthwise_implementation()
+
+
+def randomised_batch_norm(variables, seed=3):
+  """Non-trivial gamma, beta and moving statistics for every BatchNorm."""
+  keys = iter(jax.random.split(jax.random.key(seed), 16))
+
+  def perturb(path, value):
+    name = path[-1].key
+    if name == 'gamma':
+      return jax.random.uniform(next(keys), value.shape, minval=0.5, maxval=1.5)
+    if name in ('beta', 'moving_mean'):
+      return jax.random.normal(next(keys), value.shape)
+    if name == 'moving_variance':
+      return jax.random.uniform(next(keys), value.shape, minval=0.2, maxval=2.0)
+    return value
+
+  return jax.tree_util.tree_map_with_path(perturb, variables)
+
+
+@pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
+@pytest.mark.parametrize('depthwise, stride, rate', [
+    (True, 1, 1), (True, 2, 1), (True, 1, 2), (False, 1, 1), (False, 2, 1), (False, 1, 2)])
+def test_folded_batch_norm_equals_batch_norm(monkeypatch, implementation, depthwise, stride,
+                                             rate):
+  monkeypatch.setenv('DEEPLAB_DEPTHWISE', implementation)
+  settings = layers.BatchNormSettings(decay=0.997, epsilon=1e-3)
+  module = layers.ConvBN(None if depthwise else 7, settings, kernel_size=3, stride=stride,
+                         rate=rate, depthwise=depthwise, activation=nn.relu6)
+  x = 3.0 * jax.random.normal(jax.random.key(4), (2, 11, 11, 6))
+  variables = randomised_batch_norm(module.init(jax.random.key(5), x))
+  folded = module.apply(variables, x, train=False)
+
+  # Unfolded: the convolution with the raw kernel, then BN with moving stats.
+  params, stats = variables['params'], variables['batch_stats']['BatchNorm']
+  kernel = params['depthwise_weights' if depthwise else 'weights']
+  stride2, rate2 = layers._pair(stride), layers._pair(rate)
+  padding = layers.resolve_padding('SAME', x.shape, (3, 3), stride2, rate2)
+  if depthwise:
+    y = grouped_conv(x, kernel, stride2, rate2, padding)
+  else:
+    y = lax.conv_general_dilated(x, kernel, stride2, padding, rhs_dilation=rate2,
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                 precision=lax.Precision.HIGHEST)
+  bn = params['BatchNorm']
+  y = (y - stats['moving_mean']) / jnp.sqrt(stats['moving_variance'] + 1e-3)
+  expected = jnp.clip(y * bn['gamma'] + bn['beta'], 0.0, 6.0)
+  assert folded.shape == expected.shape
+  np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_shifted_depthwise_gradient_of_a_replicated_kernel_under_shard_map(monkeypatch):
+  # The train step differentiates a replicated kernel applied to a per-device batch.
+  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ('data',))
+  P = jax.sharding.PartitionSpec
+  x, kernel = random_inputs((9, 9))
+  padding = layers.resolve_padding('SAME', x.shape, (3, 3), (1, 1), (2, 2))
+
+  def loss(kernel, x):
+    y = layers.depthwise_conv(x, kernel, (1, 1), (2, 2), padding)
+    return lax.psum(jnp.sum(y * y), 'data')
+
+  sharded = jax.jit(jax.shard_map(jax.grad(loss), mesh=mesh, in_specs=(P(), P('data')),
+                                  out_specs=P()))
+  expected = jax.grad(lambda k: jnp.sum(grouped_conv(x, k, (1, 1), (2, 2), padding) ** 2))(kernel)
+  np.testing.assert_allclose(sharded(kernel, x), expected, rtol=1e-4, atol=1e-3)
