@@ -115,16 +115,28 @@ def test_eight_devices_equal_one_device_on_the_same_global_batch(tmp_path, compi
   eight = {k.split(':', 1)[1]: arrays[k] for k in arrays.files if k.startswith('eight:')}
   assert set(one) == set(eight)
   np.testing.assert_allclose(eight['loss'], one['loss'], rtol=1e-5)
-  moved = 0
-  for name in one:
-    np.testing.assert_allclose(eight[name], one[name], rtol=2e-4, atol=2e-6, err_msg=name)
-  # The step really trained: parameters and statistics left their initial values.
   config = tiny_config(global_batch_size=8)
   initial = train.initial_variables(config, train.make_mesh(jax.devices()[:1]))
-  for path, leaf in jax.tree_util.tree_flatten_with_path(initial)[0]:
-    name = jax.tree_util.keystr(path)
-    moved += not np.allclose(np.asarray(leaf), one[name])
-  assert moved > 0.9 * len(one)
+  initial = {jax.tree_util.keystr(p): np.asarray(leaf)
+             for p, leaf in jax.tree_util.tree_flatten_with_path(initial)[0]}
+  moved, update_norm, difference_norm = 0, 0.0, 0.0
+  for name in initial:
+    if name.startswith("['batch_stats']"):
+      # Forward-only statistics: sync BN makes them equal to float precision.
+      np.testing.assert_allclose(eight[name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
+      continue
+    # Parameter updates: gradients of early layers are sums of many cancelling
+    # terms, so compare each update against the size of that update. A wrong
+    # gradient collective would be off by a factor of 8.
+    update_one, update_eight = one[name] - initial[name], eight[name] - initial[name]
+    scale = np.abs(update_one).max()
+    assert np.abs(update_eight - update_one).max() <= 0.1 * scale + 1e-8, (
+        name, np.abs(update_eight - update_one).max(), scale)
+    update_norm += float(np.sum(update_one ** 2))
+    difference_norm += float(np.sum((update_eight - update_one) ** 2))
+    moved += scale > 0
+  assert difference_norm ** 0.5 < 1e-2 * update_norm ** 0.5, (difference_norm, update_norm)
+  assert moved > 0.9 * len([n for n in initial if n.startswith("['params']")])
 
 
 def test_poly_schedule_values():
