@@ -301,6 +301,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   mesh = make_mesh()
   check_batch_size(config.global_batch_size, mesh)
+  if train_source is None:
+    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    datasets.check_num_classes(config)  # Fails now, not as a shape error later.
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     writer.write_hparams({k: v for k, v in flatten_config(config).items()})
