@@ -71,25 +71,29 @@ def dataset_info(config):
   return list(names), colormap
 
 
-def _eval_source(config, source):
-  """(this host's source, examples per host or None) limited by num_eval_images."""
+def _eval_source(config, source, num_examples=None):
+  """(this host's source, examples per host or None) limited by num_eval_images.
+
+  `num_examples` is the size of the whole split over all hosts: with several
+  hosts it sets the common number of evaluation steps.
+  """
   limit = config.get('num_eval_images')
   from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   if source is None:
     from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
     source = train.load_source(config, config.dataset.eval_split)
-    total = int(datasets.num_examples(config.dataset, config.dataset.eval_split))
-    if limit:
-      total = min(total, int(limit))
-    return source, input_pipeline.eval_examples_per_host(total, jax.process_count())
-  if limit:
+    num_examples = int(datasets.num_examples(config.dataset, config.dataset.eval_split))
+  elif limit:
     source = source.take(int(limit))
-  return source, None
+  if num_examples is None:
+    return source, None
+  total = min(num_examples, int(limit)) if limit else num_examples
+  return source, input_pipeline.eval_examples_per_host(total, jax.process_count())
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: int, *,
              writer=None, mesh: Optional[Mesh] = None, source=None,
-             eval_step=None) -> Dict[str, Any]:
+             num_examples: Optional[int] = None, eval_step=None) -> Dict[str, Any]:
   """Evaluates `variables` on the eval split; writes the results; returns them.
 
   Writes `<workdir>/eval_results.json` and comparison pictures (image | ground
@@ -101,7 +105,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
   train.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
   eval_step = eval_step or create_eval_step(config, mesh)
   class_names, colormap = dataset_info(config)
-  source, per_host = _eval_source(config, source)
+  source, per_host = _eval_source(config, source, num_examples)
   data = input_pipeline.create_eval_dataset(
       config, source, process_index=jax.process_index(), process_count=jax.process_count(),
       num_examples_per_host=per_host)

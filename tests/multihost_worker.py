@@ -1,0 +1,93 @@
+"""One process of the multi-host test (run by tests/multihost_test.py).
+
+usage: multihost_worker.py OUT_DIR WORKDIR NUM_PROCESSES PROCESS_ID PORT DEVICES_PER_PROCESS
+
+Every process feeds its own slice of the same global batches, trains a few
+steps, saves and restores a checkpoint together with the others, and
+evaluates its own shard of the evaluation examples. Process 0 writes the
+losses, the parameter updates and the evaluation result to OUT_DIR.
+"""
+
+import json
+import os
+import sys
+
+out_dir, workdir = sys.argv[1], sys.argv[2]
+num_processes, process_id, port, devices = (int(a) for a in sys.argv[3:7])
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+
+jax.config.update('jax_num_cpu_devices', devices)
+if num_processes > 1:
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(f'127.0.0.1:{port}', num_processes, process_id)
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+from flax import traverse_util  # pylint: disable=g-import-not-at-top
+
+from configs import voc_mnv2  # pylint: disable=g-import-not-at-top
+from deeplab_jax import checkpointing, evaluate, train  # pylint: disable=g-import-not-at-top
+
+NUM_STEPS, GLOBAL_BATCH, CROP, NUM_CLASSES, NUM_EVAL = 2, 4, 65, 4, 6
+
+config = voc_mnv2.get_config('tiny')
+config.model.num_classes = NUM_CLASSES
+config.model.depth_multiplier = 0.5
+config.global_batch_size = config.eval_batch_size = GLOBAL_BATCH
+config.train_crop_size = config.eval_crop_size = (CROP, CROP)
+config.num_train_steps = 10
+config.learning_rate = 0.01
+config.num_prediction_images = 0
+
+rng = np.random.RandomState(0)
+images = rng.uniform(0, 255, (NUM_STEPS, GLOBAL_BATCH, CROP, CROP, 3)).astype(np.float32)
+labels = rng.randint(0, NUM_CLASSES, (NUM_STEPS, GLOBAL_BATCH, CROP, CROP)).astype(np.int32)
+mine = slice(process_id * GLOBAL_BATCH // num_processes,
+             (process_id + 1) * GLOBAL_BATCH // num_processes)
+
+mesh = train.make_mesh()
+assert mesh.size == num_processes * devices, mesh
+state = train.create_train_state(config, train.initial_variables(config, mesh), mesh)
+initial_params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state.params)
+template = train.create_train_state(config, train.initial_variables(config, mesh), mesh)
+train_step = train.create_train_step(config, mesh)
+step_losses = []
+for step in range(NUM_STEPS):
+  batch = train.global_batch({'image': images[step, mine], 'label': labels[step, mine]}, mesh)
+  state, metrics = train_step(state, batch)
+  step_losses.append(float(metrics['loss']))
+
+# Every process takes part in saving and restoring.
+manager = checkpointing.CheckpointManager(workdir, 2)
+manager.save(state)
+manager.wait_until_finished()
+restored = manager.restore_latest(template)
+manager.close()
+assert int(restored.step) == NUM_STEPS
+
+
+def local_copy(tree):
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+same = jax.tree.map(np.array_equal, local_copy(restored.params), local_copy(state.params))
+assert all(jax.tree.leaves(same)), 'restored parameters differ from the saved ones'
+
+# Evaluation: each process reads its own shard of the evaluation examples.
+eval_images = rng.randint(0, 256, (NUM_EVAL, CROP, CROP, 3)).astype(np.uint8)
+eval_labels = rng.randint(0, NUM_CLASSES, (NUM_EVAL, CROP, CROP, 1)).astype(np.uint8)
+shard = slice(process_id * NUM_EVAL // num_processes, (process_id + 1) * NUM_EVAL // num_processes)
+source = tf.data.Dataset.from_tensor_slices({
+    'image': eval_images[shard], 'label': eval_labels[shard],
+    'name': np.asarray([f'eval_{i}' for i in range(NUM_EVAL)])[shard]})
+results = evaluate.evaluate(config, workdir, state.variables, NUM_STEPS, mesh=mesh, source=source,
+                            num_examples=NUM_EVAL)
+
+if process_id == 0:
+  updates = jax.tree.map(np.subtract, local_copy(state.params), initial_params)
+  np.savez(os.path.join(out_dir, 'updates.npz'), **traverse_util.flatten_dict(updates, sep='/'))
+  with open(os.path.join(out_dir, 'results.json'), 'w') as f:
+    json.dump({'losses': step_losses, 'mean_iou': results['mean_iou'],
+               'num_images': results['num_images']}, f)
