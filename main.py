@@ -1,4 +1,4 @@
-"""DeepLab in JAX: train, evaluate, predict, or convert a TF checkpoint.
+"""DeepLab in JAX: train, evaluate, predict, export, check data, or convert a TF checkpoint.
 
   python main.py --config=configs/quickstart.py --workdir=/tmp/deeplab_quickstart
   python main.py --config=configs/voc_mnv2.py --workdir=DIR --mode=eval [--continuous]
@@ -6,6 +6,8 @@
       --images='photos/*.jpg' --output=OUT
   python main.py --config=configs/voc_mnv2.py --workdir=DIR --mode=convert \\
       --tf_checkpoint=deeplabv3_mnv2_pascal_train_aug/model.ckpt-30000
+  python main.py --config=configs/voc_mnv2.py --workdir=DIR --mode=export --output=OUT
+  python main.py --config=configs/custom.py --config.dataset.data_dir=DIR --mode=check_data
 
 Several processes (multi-host TPU/GPU): pass --multiprocess, or set
 JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID where the
@@ -23,16 +25,20 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard events and results go here.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'convert'],
-                  'train (with periodic evaluation) | eval | predict | convert.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'convert', 'export', 'check_data'],
+                  'train (with periodic evaluation) | eval | predict | convert | export | '
+                  'check_data (scan the dataset and report every problem; needs no workdir).')
 flags.DEFINE_bool('continuous', False, 'eval: follow new checkpoints until the final step.')
 flags.DEFINE_string('images', None, 'predict: an image file, a directory or a glob pattern.')
-flags.DEFINE_string('output', None, 'predict: output directory (default <workdir>/predictions).')
+flags.DEFINE_string('output', None, 'predict: output directory (default <workdir>/predictions); '
+                    'export: output directory (required).')
+flags.DEFINE_integer('resize_long_side', None, 'export: resize inputs so the long side is this.')
+flags.DEFINE_bool('export_probabilities', False, 'export: also output class probabilities.')
 flags.DEFINE_bool('cityscapes_label_ids', False,
                   'predict: write Cityscapes label ids (for the evaluation server).')
 flags.DEFINE_string('tf_checkpoint', None, 'convert: the TF checkpoint prefix to convert.')
 flags.DEFINE_bool('multiprocess', False, 'Call jax.distributed.initialize() (multi-host).')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flags_as_required(['config'])
 
 
 def _initialise_distributed():
@@ -62,7 +68,15 @@ def main(argv):
   _initialise_distributed()
   from deeplab_jax import checkpointing, evaluate, predict, train  # pylint: disable=g-import-not-at-top
 
-  config, workdir = FLAGS.config, os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  config = FLAGS.config
+  if FLAGS.mode == 'check_data':
+    from deeplab_jax.data import check  # pylint: disable=g-import-not-at-top
+    raise SystemExit(check.run_check_data(config))
+  if not FLAGS.workdir:
+    raise app.UsageError(f'--mode={FLAGS.mode} needs --workdir.')
+  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  # Recompiling the same step after a restart (preemption, resume) is free.
+  jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'compilation_cache'))
   _default_data_dir(config, workdir)
   logging.info('Config:\n%s', config)
   checkpoints = checkpointing.checkpoint_dir(workdir)
@@ -100,6 +114,19 @@ def main(argv):
     path = checkpointing.convert_tf_checkpoint(config, workdir, FLAGS.tf_checkpoint)
     _report([f'Converted {FLAGS.tf_checkpoint} into the Orbax checkpoint {path}.',
              f'  evaluate:  python main.py --config=... --workdir={workdir} --mode=eval'])
+
+  elif FLAGS.mode == 'export':
+    if not FLAGS.output:
+      raise app.UsageError('--mode=export needs --output=DIR.')
+    from deeplab_jax import export  # pylint: disable=g-import-not-at-top
+    output = os.path.abspath(FLAGS.output)
+    export.export_from_workdir(config, workdir, output, resize_long_side=FLAGS.resize_long_side,
+                               with_probabilities=FLAGS.export_probabilities)
+    _report([f'Exported the latest checkpoint of {workdir} to {output}:',
+             f'  {os.path.join(output, "deeplab.jax_export")}  (jax.export, any image size)',
+             f'  {os.path.join(output, "saved_model")}  (TensorFlow SavedModel)',
+             f'  {os.path.join(output, "model.tflite")}  (MobileNetV2 configs)',
+             f'  {os.path.join(output, "export_info.json")}'])
 
 
 if __name__ == '__main__':
