@@ -34,6 +34,13 @@ def get_config():
   model.decoder_use_separable_conv = True
   model.image_pyramid = placeholder(tuple)  # Train-time pyramid scales, merged by `merge_method`.
   model.merge_method = 'max'
+  # Moving-average decay of the head's batch norms (ASPP, DPC, decoder); the
+  # backbones keep theirs. 0.9997 needs ~10k steps to forget its start: short
+  # runs from scratch need a smaller one.
+  model.batch_norm_decay = 0.9997
+  # The same for the backbone; None keeps its own (0.997 MobileNetV2, 0.9997
+  # Xception, 0.95 ResNet).
+  model.backbone_batch_norm_decay = placeholder(float)
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on TPU); parameters stay float32.
   model.remat = False  # Rematerialise backbone blocks to save memory at large crops.
 
@@ -69,6 +76,7 @@ def get_config():
   config.learning_rate_decay_step = 2000  # step policy only
   config.slow_start_step = 0
   config.slow_start_learning_rate = 1e-4
+  config.optimizer = 'momentum'  # momentum | adam (the later original's choices)
   config.momentum = 0.9
   config.weight_decay = 4e-5
   config.fine_tune_batch_norm = True  # False freezes BN statistics (gamma/beta still train).

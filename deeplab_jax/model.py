@@ -14,7 +14,7 @@ from deeplab_jax.backbones import create_backbone
 from deeplab_jax.heads.aspp import ASPP, image_pooling_window
 from deeplab_jax.heads.decoder import Decoder
 from deeplab_jax.heads.dense_prediction_cell import DensePredictionCell, load_cell_config
-from deeplab_jax.layers import Conv2DWithBias
+from deeplab_jax.layers import BatchNormSettings, Conv2DWithBias
 from deeplab_jax.resize import resize_bilinear, scale_dimension
 
 
@@ -38,15 +38,18 @@ class DeepLab(nn.Module):
     cfg = self.config
     self.dtype = jnp.dtype(cfg.get('dtype', 'float32'))
     self.backbone = create_backbone(cfg, bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+    # ASPP, DPC and decoder share these; the backbones keep their own constants.
+    head_bn = BatchNormSettings(decay=cfg.get('batch_norm_decay', 0.9997), epsilon=1e-5,
+                                axis_name=self.bn_axis_name)
     if cfg.dense_prediction_cell:
       self.dense_prediction_cell = DensePredictionCell(
           tuple(load_cell_config(cfg.dense_prediction_cell)), cfg.output_stride,
-          bn_axis_name=self.bn_axis_name, dtype=self.dtype, name='meta_architecture')
+          bn=head_bn, dtype=self.dtype, name='meta_architecture')
     else:
       self.aspp = ASPP(cfg.output_stride, tuple(cfg.atrous_rates or ()),
                        separable=cfg.aspp_with_separable_conv,
                        add_image_level_feature=cfg.add_image_level_feature,
-                       bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+                       bn=head_bn, dtype=self.dtype)
       nn.share_scope(self, self.aspp)
     if cfg.decoder_output_stride is not None:
       if cfg.decoder_output_stride >= cfg.output_stride:
@@ -55,8 +58,8 @@ class DeepLab(nn.Module):
       if cfg.decoder_output_stride != 4:
         raise ValueError('config.model.decoder_output_stride must be 4 (the stride of the '
                          'backbones\' low-level features) or None.')
-      self.decoder = Decoder(cfg.decoder_use_separable_conv, bn_axis_name=self.bn_axis_name,
-                             dtype=self.dtype, name='decoder')
+      self.decoder = Decoder(cfg.decoder_use_separable_conv, bn=head_bn, dtype=self.dtype,
+                             name='decoder')
     self.logits = Conv2DWithBias(cfg.num_classes, name='logits/semantic')
 
   @property

@@ -111,8 +111,14 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> Callable[[Any],
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """TF's MomentumOptimizer: acc = m·acc + g; w −= lr·acc (not Nesterov)."""
-  return optax.sgd(learning_rate_schedule(config), momentum=float(config.momentum))
+  """TF's MomentumOptimizer (acc = m·acc + g; w −= lr·acc, not Nesterov), or
+  Adam, the later original's other choice (`config.optimizer`)."""
+  name = config.get('optimizer', 'momentum')
+  if name == 'momentum':
+    return optax.sgd(learning_rate_schedule(config), momentum=float(config.momentum))
+  if name == 'adam':
+    return optax.adam(learning_rate_schedule(config))
+  raise ValueError(f"config.optimizer={name!r}: expected 'momentum' or 'adam'.")
 
 
 # --- State -------------------------------------------------------------------

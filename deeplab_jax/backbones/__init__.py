@@ -19,7 +19,8 @@ def create_backbone(model_config, bn_axis_name=None, dtype=None):
   dtype = jnp.dtype(model_config.get('dtype', 'float32')) if dtype is None else dtype
   name = model_config.backbone
   common = dict(output_stride=model_config.output_stride, bn_axis_name=bn_axis_name,
-                dtype=dtype, remat=model_config.get('remat', False))
+                dtype=dtype, remat=model_config.get('remat', False),
+                bn_decay=model_config.get('backbone_batch_norm_decay'))
   multi_grid = tuple(model_config.multi_grid or (1, 1, 1))
   if name == 'mobilenet_v2':
     return MobileNetV2(depth_multiplier=model_config.depth_multiplier, name='MobilenetV2',

@@ -65,11 +65,13 @@ class MobileNetV2(nn.Module):
   bn_axis_name: Optional[str] = None
   dtype: jnp.dtype = jnp.float32
   remat: bool = False
+  bn_decay: Optional[float] = None  # None: this backbone's own constant.
 
   @nn.compact
   def __call__(self, x, train: bool):
     atrous.check_output_stride(self.output_stride)
-    bn = BatchNormSettings(decay=0.997, epsilon=1e-3, axis_name=self.bn_axis_name)
+    bn = BatchNormSettings(decay=self.bn_decay or 0.997, epsilon=1e-3,
+                           axis_name=self.bn_axis_name)
     if self.depth_multiplier == 1.0:
       depth = lambda c: make_divisible(c, 8, 8)
     else:

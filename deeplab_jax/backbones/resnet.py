@@ -66,6 +66,7 @@ class ResNetV1Beta(nn.Module):
   bn_axis_name: Optional[str] = None
   dtype: jnp.dtype = jnp.float32
   remat: bool = False
+  bn_decay: Optional[float] = None  # None: this backbone's own constant.
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -75,7 +76,7 @@ class ResNetV1Beta(nn.Module):
     multi_grid = tuple(int(r) for r in self.multi_grid)
     if not multi_grid or min(multi_grid) < 1:
       raise ValueError(f'multi_grid={self.multi_grid!r}: need positive unit rates for block4.')
-    bn = BatchNormSettings(_BN_DECAY, _BN_EPSILON, self.bn_axis_name)
+    bn = BatchNormSettings(self.bn_decay or _BN_DECAY, _BN_EPSILON, self.bn_axis_name)
     root = functools.partial(ConvBN, bn=bn, kernel_size=3, kernel_init=_KERNEL_INIT,
                              dtype=self.dtype)
     x = root(64, stride=2, padding='FIXED', name='conv1_1')(x, train)

@@ -116,6 +116,7 @@ class Xception(nn.Module):
   bn_axis_name: Optional[str] = None
   dtype: jnp.dtype = jnp.float32
   remat: bool = False
+  bn_decay: Optional[float] = None  # None: this backbone's own constant.
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -125,7 +126,7 @@ class Xception(nn.Module):
     if len(multi_grid) != 3:
       raise ValueError(f'multi_grid={self.multi_grid!r}: Xception needs exactly 3 unit rates '
                        '(one per separable conv of exit_flow/block2).')
-    bn = BatchNormSettings(_BN_DECAY, _BN_EPSILON, self.bn_axis_name)
+    bn = BatchNormSettings(self.bn_decay or _BN_DECAY, _BN_EPSILON, self.bn_axis_name)
     root = functools.partial(ConvBN, bn=bn, kernel_size=3, kernel_init=_KERNEL_INIT,
                              dtype=self.dtype)
     x = root(32, stride=2, padding='FIXED', name='entry_flow/conv1_1')(x, train)

@@ -6,8 +6,7 @@ from typing import Optional, Sequence, Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deeplab_jax.heads import head_batch_norm
-from deeplab_jax.layers import ConvBN, split_separable_conv
+from deeplab_jax.layers import BatchNormSettings, ConvBN, split_separable_conv
 from deeplab_jax.resize import resize_bilinear, scale_dimension
 
 DEPTH = 256
@@ -31,14 +30,14 @@ class ASPP(nn.Module):
   atrous_rates: Sequence[int] = ()
   separable: bool = True
   add_image_level_feature: bool = True
-  bn_axis_name: Optional[str] = None
+  bn: BatchNormSettings = BatchNormSettings(decay=0.9997, epsilon=1e-5)
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, features, *, train_bn: bool, train: bool,
                pooling_window: Optional[Tuple[int, int]] = None,
                pooling_stride: Sequence[int] = (1, 1)):
-    bn = head_batch_norm(self.bn_axis_name)
+    bn = self.bn
     conv = functools.partial(ConvBN, bn=bn, dtype=self.dtype)
     size = features.shape[1:3]
     branches = []

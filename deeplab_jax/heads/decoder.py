@@ -1,13 +1,12 @@
 """The DeepLabv3+ decoder: refine the head output with stride-4 features."""
 
 import functools
-from typing import Optional, Tuple
+from typing import Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deeplab_jax.heads import head_batch_norm
-from deeplab_jax.layers import ConvBN, split_separable_conv
+from deeplab_jax.layers import BatchNormSettings, ConvBN, split_separable_conv
 from deeplab_jax.resize import resize_bilinear
 
 LOW_LEVEL_DEPTH = 48
@@ -17,12 +16,12 @@ DEPTH = 256
 class Decoder(nn.Module):
   """Scope `decoder`: feature_projection0, then two 3×3 convs on the concat."""
   separable: bool = True
-  bn_axis_name: Optional[str] = None
+  bn: BatchNormSettings = BatchNormSettings(decay=0.9997, epsilon=1e-5)
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, features, low_level, size: Tuple[int, int], *, train_bn: bool):
-    bn = head_batch_norm(self.bn_axis_name)
+    bn = self.bn
     conv = functools.partial(ConvBN, bn=bn, dtype=self.dtype)
     low_level = conv(LOW_LEVEL_DEPTH, name='feature_projection0')(low_level, train_bn)
     y = jnp.concatenate([resize_bilinear(features, size).astype(self.dtype),

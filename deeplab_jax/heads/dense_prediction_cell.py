@@ -9,13 +9,12 @@ projection (ASPP drops out after), and projected to 256 channels.
 import functools
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deeplab_jax.heads import head_batch_norm
-from deeplab_jax.layers import ConvBN, split_separable_conv
+from deeplab_jax.layers import BatchNormSettings, ConvBN, split_separable_conv
 from deeplab_jax.resize import resize_bilinear, scale_dimension
 
 DEPTH = 256
@@ -56,12 +55,12 @@ class DensePredictionCell(nn.Module):
   """Scope `meta_architecture`: branches `branch{i}[_depthwise|_pointwise]`."""
   branches: Sequence[Dict[str, Any]]
   output_stride: int
-  bn_axis_name: Optional[str] = None
+  bn: BatchNormSettings = BatchNormSettings(decay=0.9997, epsilon=1e-5)
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, features, *, train_bn: bool, train: bool, pooling_crop_size=None):
-    bn = head_batch_norm(self.bn_axis_name)
+    bn = self.bn
     conv = functools.partial(ConvBN, bn=bn, dtype=self.dtype)
     rate_multiplier = 16 // self.output_stride
     size = features.shape[1:3]
