@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from configs import voc_mnv2
+from deeplab_jax import checkpointing
 from deeplab_jax import export
 from deeplab_jax import predictor
 from deeplab_jax.model import create_model
@@ -199,3 +200,19 @@ def test_export_rejects_variables_of_another_model(setup, tmp_path):
   config.model.num_classes = 5
   with pytest.raises(ValueError, match='logits/semantic/weights: shape'):
     export.export_model(config, setup['variables'], str(tmp_path))
+
+
+def test_export_from_a_workdir_uses_its_latest_checkpoint(setup, tmp_path):
+  # What `main.py --mode=export` runs.
+  workdir, output_dir = str(tmp_path / 'run'), str(tmp_path / 'exported')
+  checkpointing.save_variables(workdir, setup['variables'], step=12)
+  info = export.export_from_workdir(setup['config'], workdir, output_dir, tflite=False)
+  assert info['step'] == 12
+  assert sorted(os.listdir(output_dir)) == ['deeplab.jax_export', 'export_info.json',
+                                            'saved_model']
+  image = setup['images'][(97, 120)]
+  _, _, margin = setup['expected'][(97, 120)]
+  assert_same_labels(predictor.Predictor.from_export(output_dir).predict(image),
+                     predictor.Predictor.from_variables(setup['config'],
+                                                        setup['variables']).predict(image),
+                     margin)
