@@ -16,8 +16,6 @@ Importing this module registers the builder as 'ade20k_scene_parsing'.
 """
 
 import os
-import socket
-import urllib.parse
 
 import numpy as np
 from PIL import Image
@@ -67,17 +65,6 @@ Put {ARCHIVE}, unchanged, in the manual dir (`config.dataset.manual_dir`):
   {ARCHIVE}  from {URL}
 (or its extracted folder {ROOT}/ there instead).
 """
-
-
-def _reachable(url, timeout_seconds=10.0) -> bool:
-  """A quick connect, so no network fails in seconds, not after retries."""
-  parsed = urllib.parse.urlparse(url)
-  port = parsed.port or (443 if parsed.scheme == 'https' else 80)
-  try:
-    with socket.create_connection((parsed.hostname, port), timeout_seconds):
-      return True
-  except OSError:
-    return False
 
 
 def read_annotation(path) -> np.ndarray:
@@ -145,7 +132,7 @@ class Ade20kSceneParsing(tfds.core.GeneratorBasedBuilder):
       where = f'it is not in the manual dir {manual_dir}'
     else:
       where = manual_problem
-    if not _reachable(URL):
+    if not archives.url_reachable(URL):
       raise FileNotFoundError(
           f'ADE20K needs {ARCHIVE}: {where}, and {URL} cannot be reached to '
           'download it.\n' + _MANUAL_INSTRUCTIONS)

@@ -10,7 +10,9 @@ written (which also catches chains of links that only escape once resolved).
 import os
 import posixpath
 import shutil
+import socket
 import tarfile
+import urllib.parse
 import zipfile
 
 
@@ -125,3 +127,15 @@ def extract_once(archive_path: str, target_dir: str) -> str:
     raise
   os.rename(partial_dir, target_dir)
   return target_dir
+
+
+def url_reachable(url: str, timeout_seconds: float = 10.0) -> bool:
+  """A quick connect, so that with no network a builder fails in seconds
+  with its "put the archive here" message, not after minutes of retries."""
+  parsed = urllib.parse.urlparse(url)
+  port = parsed.port or (443 if parsed.scheme == 'https' else 80)
+  try:
+    with socket.create_connection((parsed.hostname, port), timeout_seconds):
+      return True
+  except OSError:
+    return False

@@ -14,8 +14,6 @@ VOC has one and by SBD's class map otherwise.
 """
 
 import os
-import socket
-import urllib.parse
 
 import numpy as np
 from PIL import Image
@@ -91,18 +89,6 @@ def _image_size(path):
     return image.height, image.width
 
 
-def _reachable(url, timeout_seconds=10.0) -> bool:
-  """A quick connect, so no network fails in seconds rather than after the
-  downloader's minutes of retries."""
-  parsed = urllib.parse.urlparse(url)
-  port = parsed.port or (443 if parsed.scheme == 'https' else 80)
-  try:
-    with socket.create_connection((parsed.hostname, port), timeout_seconds):
-      return True
-  except OSError:
-    return False
-
-
 def train_aug_ids(sbd_train, sbd_val, voc_train, voc_val) -> list:
   """The original's train_aug ids: (SBD train | SBD val | VOC train) - VOC val."""
   return sorted((set(sbd_train) | set(sbd_val) | set(voc_train)) - set(voc_val))
@@ -138,7 +124,7 @@ class PascalVocSegmentation(tfds.core.GeneratorBasedBuilder):
       where = f'it is not in the manual dir {manual_dir}'
     else:
       where = manual_problem
-    if not _reachable(url):
+    if not archives.url_reachable(url):
       raise FileNotFoundError(
           f'PASCAL VOC needs {file_name}: {where}, and {url} cannot be '
           'reached to download it.\n' + _MANUAL_INSTRUCTIONS)
