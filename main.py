@@ -63,6 +63,8 @@ def _report(lines):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from deeplab_jax import host_memory  # pylint: disable=g-import-not-at-top
+  host_memory.keep_freed_memory()  # Before any thread allocates.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; leave accelerators to JAX.
   _initialise_distributed()
