@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from deeplab_jax import layers
 from deeplab_jax import predictor
 from deeplab_jax.model import create_model
 
@@ -114,9 +115,10 @@ def _write_tflite(config, variables, path: str):
   # TFLite needs a static batch for the argmax, and static sizes throughout.
   tf_fn = jax2tf.convert(lambda images: {'labels': fn(variables, images)}, with_gradient=False,
                          native_serialization_platforms=('cpu',))
-  concrete = tf.function(
-      tf_fn, input_signature=[tf.TensorSpec([1, crop_h, crop_w, 3], tf.uint8, name=INPUT_NAME)],
-      autograph=False).get_concrete_function()
+  with layers.portable_kernels():
+    concrete = tf.function(
+        tf_fn, input_signature=[tf.TensorSpec([1, crop_h, crop_w, 3], tf.uint8, name=INPUT_NAME)],
+        autograph=False).get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   with open(path, 'wb') as f:

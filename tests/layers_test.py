@@ -168,3 +168,43 @@ def test_shifted_depthwise_gradient_of_a_replicated_kernel_under_shard_map(monke
                                   out_specs=P()))
   expected = jax.grad(lambda k: jnp.sum(grouped_conv(x, k, (1, 1), (2, 2), padding) ** 2))(kernel)
   np.testing.assert_allclose(sharded(kernel, x), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_pointwise_matmul_equals_the_1x1_conv_with_gradients(monkeypatch, stride):
+  module = layers.ConvBN(7, layers.BatchNormSettings(decay=0.9, epsilon=1e-3), stride=stride,
+                         activation=nn.relu6)
+  x = jax.random.normal(jax.random.key(6), (2, 9, 11, 5))
+  variables = randomised_batch_norm(module.init(jax.random.key(7), x))
+
+  def run(choice):
+    monkeypatch.setenv('DEEPLAB_POINTWISE', choice)
+    inference = module.apply(variables, x, train=False)
+    loss = lambda p: jnp.sum(module.apply({**variables, 'params': p}, x, train=True,
+                                          mutable=['batch_stats'])[0] ** 2)
+    return inference, jax.grad(loss)(variables['params'])
+
+  (matmul_y, matmul_grads), (conv_y, conv_grads) = run('matmul'), run('conv')
+  assert matmul_y.shape == (2, -(-9 // stride), -(-11 // stride), 7)
+  np.testing.assert_allclose(matmul_y, conv_y, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(matmul_grads), jax.tree.leaves(conv_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_portable_kernels_trace_plain_convolutions(monkeypatch):
+  # What export relies on: TFLite rejects the matmul form of a 1x1 conv.
+  monkeypatch.delenv('DEEPLAB_POINTWISE', raising=False)
+  monkeypatch.delenv('DEEPLAB_DEPTHWISE', raising=False)
+  module = nn.Sequential([
+      layers.ConvBN(None, layers.BatchNormSettings(0.9, 1e-3), kernel_size=3, depthwise=True),
+      layers.ConvBN(4, layers.BatchNormSettings(0.9, 1e-3))])
+  x = jnp.ones((1, 5, 5, 3))
+  variables = module.init(jax.random.key(0), x)
+  primitives = lambda: {eqn.primitive.name for eqn in jax.make_jaxpr(
+      lambda v: module.apply(v, x))(variables).jaxpr.eqns}
+  with layers.portable_kernels():
+    portable = primitives()
+  assert layers.depthwise_implementation() == 'shifted'  # Restored (CPU).
+  assert layers.pointwise_as_matmul()
+  assert 'dot_general' not in portable and 'conv_general_dilated' in portable
+  assert 'dot_general' in primitives()
