@@ -40,7 +40,20 @@ def predict_labels(model, variables, images, scales: Sequence[float] = (1.0,),
   scales = tuple(scales)
   if scales == (1.0,) and not flip:
     logits = model.apply(variables, images, train=False)
-    return jnp.argmax(resize_bilinear(logits.astype(jnp.float32), images.shape[1:3]),
-                      axis=-1).astype(jnp.int32)
-  probabilities = class_probabilities(model, variables, images, scales, flip)
-  return jnp.argmax(probabilities, axis=-1).astype(jnp.int32)
+    return argmax_classes(resize_bilinear(logits.astype(jnp.float32), images.shape[1:3]))
+  return argmax_classes(class_probabilities(model, variables, images, scales, flip))
+
+
+def argmax_classes(scores):
+  """int32 index of the first maximum over the last axis, as `jnp.argmax`.
+
+  Written as a running maximum over the classes so that XLA fuses it with
+  the upsampling that produces `scores`: `jnp.argmax` is a variadic reduce
+  that XLA:CPU fuses by recomputing the upsampling per class (7x slower at
+  513x513)."""
+  best, index = scores[..., 0], jnp.zeros(scores.shape[:-1], jnp.int32)
+  for c in range(1, scores.shape[-1]):
+    better = scores[..., c] > best
+    best = jnp.where(better, scores[..., c], best)
+    index = jnp.where(better, jnp.int32(c), index)
+  return index

@@ -143,7 +143,7 @@ def canvas_prediction(model, variables, canvas_images, scales: Sequence[float] =
   if not with_probabilities:
     return inference.predict_labels(model, variables, canvas_images, scales, flip)
   probabilities = inference.class_probabilities(model, variables, canvas_images, scales, flip)
-  return jnp.argmax(probabilities, axis=-1).astype(jnp.int32), probabilities
+  return inference.argmax_classes(probabilities), probabilities
 
 
 class _Options:
