@@ -5,11 +5,9 @@ r"""Training-step speed of a DeepLab config on this machine: one JSON line.
 
 Runs the real step of `deeplab_jax.train` (shard_map over all local devices,
 sync batch norm, poly learning rate, momentum, L2, donated state) on random
-weights and random labels. If that module is missing it falls back to a local
-value_and_grad + optax.sgd step with the same loss.
+weights and random labels.
 """
 
-import functools
 
 from absl import app
 from absl import flags
@@ -17,7 +15,6 @@ from absl import flags
 import common  # pylint: disable=g-bad-import-order
 
 import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -49,35 +46,6 @@ def project_step(config):
   return train.create_train_step(config, mesh), state, lambda b: train.global_batch(b, mesh)
 
 
-def local_step(config):
-  """A single-device value_and_grad + optax.sgd step with the project's loss."""
-  import optax  # pylint: disable=g-import-not-at-top
-  from deeplab_jax import losses  # pylint: disable=g-import-not-at-top
-  import deeplab_jax  # pylint: disable=g-import-not-at-top
-  model = deeplab_jax.create_model(config)
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.float32))
-  optimizer = optax.sgd(config.learning_rate, momentum=config.momentum)
-  state = (variables['params'], variables['batch_stats'], optimizer.init(variables['params']))
-
-  def step(state, batch):
-    params, batch_stats, opt_state = state
-
-    def loss_fn(params):
-      logits, updates = model.apply({'params': params, 'batch_stats': batch_stats},
-                                    batch['image'], train=True, mutable=['batch_stats'])
-      loss_sum, count = losses.cross_entropy_sums(
-          logits, batch['label'], num_classes=config.model.num_classes,
-          ignore_label=int(config.dataset.ignore_label))
-      return losses.safe_divide(loss_sum, count), updates['batch_stats']
-
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), batch_stats, opt_state), {'loss': loss}
-
-  return jax.jit(step, donate_argnums=(0,)), state, lambda b: jax.device_put(b)
-
-
 def main(argv):
   del argv
   common.enable_compilation_cache(FLAGS.compilation_cache_dir)
@@ -90,12 +58,7 @@ def main(argv):
     config.global_batch_size = FLAGS.batch_size
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.train_crop_size)
   config.train_crop_size = crop_size
-  try:
-    step, state, place = project_step(config)
-    which = 'deeplab_jax.train.create_train_step'
-  except ImportError:
-    step, state, place = local_step(config)
-    which = 'local value_and_grad + optax.sgd'
+  step, state, place = project_step(config)
   batch = place(random_batch(config, config.global_batch_size, crop_size))
   compiled, compile_seconds = common.compile_timed(step, state, batch)
 
@@ -112,7 +75,7 @@ def main(argv):
            batch_size=config.global_batch_size, crop_size=list(crop_size),
            output_stride=config.model.output_stride,
            decoder=config.model.decoder_output_stride is not None,
-           step=which, final_loss=round(loss, 4)),
+           final_loss=round(loss, 4)),
       seconds, config.global_batch_size, common.flops_of(compiled), compile_seconds)
   common.print_record(record)
 
