@@ -203,13 +203,41 @@ def _shifted_depthwise_backward(stride, rate, padding, residuals, grad):
   config.append((0, 0, 0))
   spread = lax.pad(grad, jnp.zeros((), grad.dtype), config)
   grad_x = _sum_of_taps(spread, kernel[::-1, ::-1], (1, 1), rate)
-  # d/dkernel: per tap, the sum over batch and pixels of its input times grad.
-  padded = _pad_spatial(x, padding)
-  out_hw = grad.shape[1:3]
-  grad_kernel = jnp.stack([
-      jnp.sum(_tap(padded, i, j, out_hw, stride, rate) * grad, axis=(0, 1, 2))
-      for i in range(kh) for j in range(kw)]).reshape(kernel.shape)
+  grad_kernel = _kernel_gradient(_pad_spatial(x, padding), grad, (kh, kw), stride, rate)
+  grad_kernel = grad_kernel.reshape(kernel.shape)
   return grad_x.astype(x.dtype), grad_kernel.astype(kernel.dtype)
+
+
+# Rows of the cotangent per block of the kernel gradient: a block's nine tap
+# products should stay in cache (~1 MB) rather than go through memory.
+_BLOCK_BYTES = 1 << 20
+
+
+def _kernel_gradient(padded, grad, kernel_hw, stride, rate):
+  """[kh * kw, C]: per tap, the sum over batch and pixels of its input times grad.
+
+  Summed over blocks of output rows in a loop: XLA writes each tap's product
+  out in full before reducing it, which for whole tensors cost 40% of a
+  MobileNetV2 training step on CPU."""
+  kh, kw = kernel_hw
+  n, out_h, out_w, channels = grad.shape
+  rows = max(1, min(out_h, _BLOCK_BYTES // (n * out_w * channels * grad.dtype.itemsize)))
+  blocks = -(-out_h // rows)
+  # Whole blocks: zero rows of grad at the end contribute nothing.
+  grad = jnp.pad(grad, ((0, 0), (0, blocks * rows - out_h), (0, 0), (0, 0)))
+  span = (rows - 1) * stride[0] + (kh - 1) * rate[0] + 1
+  needed = (blocks - 1) * rows * stride[0] + span
+  padded = jnp.pad(padded, ((0, 0), (0, max(needed - padded.shape[1], 0)), (0, 0), (0, 0)))
+
+  def add_block(b, total):
+    grad_rows = lax.dynamic_slice_in_dim(grad, b * rows, rows, axis=1)
+    input_rows = lax.dynamic_slice_in_dim(padded, b * rows * stride[0], span, axis=1)
+    return total + jnp.stack([
+        jnp.sum(_tap(input_rows, i, j, (rows, out_w), stride, rate) * grad_rows, axis=(0, 1, 2))
+        for i in range(kh) for j in range(kw)])
+
+  zeros, _ = _vary_alike(jnp.zeros((kh * kw, channels), grad.dtype), grad)  # For shard_map.
+  return lax.fori_loop(0, blocks, add_block, zeros)
 
 
 _shifted_depthwise.defvjp(_shifted_depthwise_forward, _shifted_depthwise_backward)

@@ -61,9 +61,14 @@ def test_depthwise_equals_grouped_conv(monkeypatch, implementation, size, stride
 
 
 # 'conv' is the reference itself; the shifted sum has a hand-written VJP.
+# Its kernel gradient sums blocks of rows: one row per block (tiny blocks),
+# three rows (a last block that overhangs), or all rows at once.
+@pytest.mark.parametrize('block_bytes', [1, 3 * 2 * 13 * 5 * 4, 1 << 20])
 @pytest.mark.parametrize('size, stride, rate, mode', CASES)
-def test_shifted_depthwise_gradients_equal_grouped_conv(monkeypatch, size, stride, rate, mode):
+def test_shifted_depthwise_gradients_equal_grouped_conv(monkeypatch, size, stride, rate, mode,
+                                                        block_bytes):
   monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
+  monkeypatch.setattr(layers, '_BLOCK_BYTES', block_bytes)
   x, kernel = random_inputs(size, seed=1)
   stride, rate = layers._pair(stride), layers._pair(rate)
   padding = layers.resolve_padding(mode, x.shape, (3, 3), stride, rate)
