@@ -78,7 +78,10 @@ def main(argv):
     raise app.UsageError(f'--mode={FLAGS.mode} needs --workdir.')
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
   # Recompiling the same step after a restart (preemption, resume) is free.
-  jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'compilation_cache'))
+  # A cache the user chose (JAX_COMPILATION_CACHE_DIR) is kept: it can serve several
+  # workdirs, and XLA's cache keys include the cache's path.
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'compilation_cache'))
   _default_data_dir(config, workdir)
   logging.info('Config:\n%s', config)
   checkpoints = checkpointing.checkpoint_dir(workdir)
