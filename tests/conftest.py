@@ -1,9 +1,11 @@
 """Shared test helpers: where the golden fixtures are, and the repo on sys.path."""
 
+import atexit
 import lzma
 import os
 import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +13,26 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TF is only our data reader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+# A test whose config has no dataset.data_dir must not write into the user's
+# TFDS data dir (~/tensorflow_datasets). For the session, TFDS's default is this
+# empty folder instead (set before any test module imports TFDS; subprocesses
+# inherit it), and a test that leaves anything in it fails.
+DEFAULT_TFDS_DIR = tempfile.mkdtemp(prefix='deeplab_tests_default_tfds_')
+os.environ['TFDS_DATA_DIR'] = DEFAULT_TFDS_DIR
+atexit.register(shutil.rmtree, DEFAULT_TFDS_DIR, True)
+
+
+@pytest.fixture(autouse=True)
+def nothing_written_to_the_default_tfds_dir(request):
+  yield
+  written = sorted(os.listdir(DEFAULT_TFDS_DIR))
+  for name in written:
+    shutil.rmtree(os.path.join(DEFAULT_TFDS_DIR, name), ignore_errors=True)
+  if written:
+    pytest.fail(f'{request.node.nodeid} wrote {written} into the default TFDS data dir '
+                '(~/tensorflow_datasets outside tests): give its config a tmp '
+                'config.dataset.data_dir.')
 
 
 def fixtures_dir() -> str:
