@@ -85,7 +85,9 @@ class CheckpointManager:
     self.directory = os.path.abspath(directory or checkpoint_dir(workdir))
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        # cleanup_tmp_directories: a write killed midway leaves a tmp folder behind.
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             cleanup_tmp_directories=True),
         item_names=ITEM_NAMES,
         # Known handlers let a fresh manager read metadata before any restore.
         item_handlers={**{item: ocp.StandardCheckpointHandler() for item in ITEM_NAMES[:3]},
