@@ -208,8 +208,8 @@ def _shifted_depthwise_backward(stride, rate, padding, residuals, grad):
   return grad_x.astype(x.dtype), grad_kernel.astype(kernel.dtype)
 
 
-# Rows of the cotangent per block of the kernel gradient: a block's nine tap
-# products should stay in cache (~1 MB) rather than go through memory.
+# Bytes of cotangent per block of the kernel gradient: small enough that a
+# block's nine tap products stay in cache rather than go through memory.
 _BLOCK_BYTES = 1 << 20
 
 
