@@ -61,10 +61,12 @@ def test_depthwise_equals_grouped_conv(monkeypatch, implementation, size, stride
 
 
 # 'conv' is the reference itself; the shifted sum has a hand-written VJP.
-# Its kernel gradient sums blocks of rows: one row per block (tiny blocks),
-# three rows (a last block that overhangs), or all rows at once.
-@pytest.mark.parametrize('block_bytes', [1, 3 * 2 * 13 * 5 * 4, 1 << 20])
-@pytest.mark.parametrize('size, stride, rate, mode', CASES)
+# Its kernel gradient sums blocks of rows: all rows at once (the default at
+# these sizes), one row per block, or a few rows with a last block that
+# overhangs.
+@pytest.mark.parametrize('size, stride, rate, mode, block_bytes', [
+    *[(*case, 1 << 20) for case in CASES],
+    *[(*case, block_bytes) for case in CASES[::4] for block_bytes in (1, 3 * 2 * 13 * 5 * 4)]])
 def test_shifted_depthwise_gradients_equal_grouped_conv(monkeypatch, size, stride, rate, mode,
                                                         block_bytes):
   monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
