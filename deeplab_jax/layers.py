@@ -78,6 +78,16 @@ def portable_kernels():
     _portable_kernels = previous
 
 
+def _override(variable: str, options, default: str) -> str:
+  """The environment variable's value if set (one of `options`), else `default`."""
+  choice = os.environ.get(variable)
+  if not choice:
+    return default
+  if choice not in options:
+    raise ValueError(f'{variable}={choice!r}: expected {" or ".join(options)}.')
+  return choice
+
+
 def depthwise_implementation() -> str:
   """'shifted' (a sum of strided slices) on CPU, 'conv' elsewhere.
 
@@ -87,12 +97,8 @@ def depthwise_implementation() -> str:
   """
   if _portable_kernels:
     return 'conv'
-  choice = os.environ.get('DEEPLAB_DEPTHWISE')
-  if choice:
-    if choice not in ('shifted', 'conv'):
-      raise ValueError(f'DEEPLAB_DEPTHWISE={choice!r}: expected shifted or conv.')
-    return choice
-  return 'shifted' if jax.default_backend() == 'cpu' else 'conv'
+  return _override('DEEPLAB_DEPTHWISE', ('shifted', 'conv'),
+                   'shifted' if jax.default_backend() == 'cpu' else 'conv')
 
 
 def depthwise_conv(x, kernel, stride, rate, padding: Padding, accumulation_dtype=None):
@@ -118,12 +124,8 @@ def pointwise_as_matmul() -> bool:
   DEEPLAB_POINTWISE (matmul or conv) overrides."""
   if _portable_kernels:
     return False
-  choice = os.environ.get('DEEPLAB_POINTWISE')
-  if choice:
-    if choice not in ('matmul', 'conv'):
-      raise ValueError(f'DEEPLAB_POINTWISE={choice!r}: expected matmul or conv.')
-    return choice == 'matmul'
-  return jax.default_backend() == 'cpu'
+  default = 'matmul' if jax.default_backend() == 'cpu' else 'conv'
+  return _override('DEEPLAB_POINTWISE', ('matmul', 'conv'), default) == 'matmul'
 
 
 def pointwise_matmul(x, kernel):
