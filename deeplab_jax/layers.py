@@ -10,6 +10,7 @@ is a rename-free copy.
 import contextlib
 import dataclasses
 import functools
+import operator
 import os
 from typing import Callable, Optional, Sequence, Tuple, Union
 
@@ -210,20 +211,23 @@ def _shifted_depthwise_backward(stride, rate, padding, residuals, grad):
   return grad_x.astype(x.dtype), grad_kernel.astype(kernel.dtype)
 
 
-# Bytes of cotangent per block of the kernel gradient: small enough that a
-# block's nine tap products stay in cache rather than go through memory.
-_BLOCK_BYTES = 1 << 20
+# Batch-times-rows terms summed per loop step of the kernel gradient: enough
+# work per step to hide the loop's overhead, few enough that a step's inputs
+# stay in cache (16 measured best; 2x faster than 1 MB blocks of reductions).
+_TERMS_PER_STEP = 16
 
 
 def _kernel_gradient(padded, grad, kernel_hw, stride, rate):
   """[kh * kw, C]: per tap, the sum over batch and pixels of its input times grad.
 
-  Summed over blocks of output rows in a loop: XLA writes each tap's product
-  out in full before reducing it, which for whole tensors cost 40% of a
-  MobileNetV2 training step on CPU."""
+  A loop over blocks of output rows whose body sums whole [out_w, C] rows with
+  plain adds: XLA:CPU fuses that into one pass over the block. Written as
+  reductions instead, it first copies every tap's input slice out and then
+  reduces it in a separate library call, which cost 40% of a MobileNetV2
+  training step."""
   kh, kw = kernel_hw
   n, out_h, out_w, channels = grad.shape
-  rows = max(1, min(out_h, _BLOCK_BYTES // (n * out_w * channels * grad.dtype.itemsize)))
+  rows = max(1, min(out_h, _TERMS_PER_STEP // n))
   blocks = -(-out_h // rows)
   # Whole blocks: zero rows of grad at the end contribute nothing.
   grad = jnp.pad(grad, ((0, 0), (0, blocks * rows - out_h), (0, 0), (0, 0)))
@@ -234,12 +238,16 @@ def _kernel_gradient(padded, grad, kernel_hw, stride, rate):
   def add_block(b, total):
     grad_rows = lax.dynamic_slice_in_dim(grad, b * rows, rows, axis=1)
     input_rows = lax.dynamic_slice_in_dim(padded, b * rows * stride[0], span, axis=1)
-    return total + jnp.stack([
-        jnp.sum(_tap(input_rows, i, j, (rows, out_w), stride, rate) * grad_rows, axis=(0, 1, 2))
-        for i in range(kh) for j in range(kw)])
+    per_tap = []
+    for i in range(kh):
+      for j in range(kw):
+        product = _tap(input_rows, i, j, (rows, out_w), stride, rate) * grad_rows
+        per_tap.append(functools.reduce(
+            operator.add, (product[m, r] for m in range(n) for r in range(rows))))
+    return total + jnp.stack(per_tap)
 
-  zeros, _ = _vary_alike(jnp.zeros((kh * kw, channels), grad.dtype), grad)  # For shard_map.
-  return lax.fori_loop(0, blocks, add_block, zeros)
+  zeros, _ = _vary_alike(jnp.zeros((kh * kw, out_w, channels), grad.dtype), grad)  # For shard_map.
+  return jnp.sum(lax.fori_loop(0, blocks, add_block, zeros), axis=1)
 
 
 _shifted_depthwise.defvjp(_shifted_depthwise_forward, _shifted_depthwise_backward)

@@ -61,16 +61,16 @@ def test_depthwise_equals_grouped_conv(monkeypatch, implementation, size, stride
 
 
 # 'conv' is the reference itself; the shifted sum has a hand-written VJP.
-# Its kernel gradient sums blocks of rows: all rows at once (the default at
-# these sizes), one row per block, or a few rows with a last block that
-# overhangs.
-@pytest.mark.parametrize('size, stride, rate, mode, block_bytes', [
-    *[(*case, 1 << 20) for case in CASES],
-    *[(*case, block_bytes) for case in CASES[::4] for block_bytes in (1, 3 * 2 * 13 * 5 * 4)]])
+# Its kernel gradient loops over blocks of output rows (here batch 2): eight
+# rows per block by default (often all of them), one row per block, or three
+# with a last block that overhangs.
+@pytest.mark.parametrize('size, stride, rate, mode, terms_per_step', [
+    *[(*case, layers._TERMS_PER_STEP) for case in CASES],
+    *[(*case, terms) for case in CASES[::4] for terms in (1, 6)]])
 def test_shifted_depthwise_gradients_equal_grouped_conv(monkeypatch, size, stride, rate, mode,
-                                                        block_bytes):
+                                                        terms_per_step):
   monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
-  monkeypatch.setattr(layers, '_BLOCK_BYTES', block_bytes)
+  monkeypatch.setattr(layers, '_TERMS_PER_STEP', terms_per_step)
   x, kernel = random_inputs(size, seed=1)
   stride, rate = layers._pair(stride), layers._pair(rate)
   padding = layers.resolve_padding(mode, x.shape, (3, 3), stride, rate)
