@@ -102,7 +102,10 @@ def cross_entropy_sums(logits: jnp.ndarray,
   in_range = (labels >= 0) & (labels < num_classes)
   safe_labels = jnp.where(in_range, labels, 0)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
-  pixel_losses = -jnp.take_along_axis(log_probs, safe_labels[:, None], axis=-1)[:, 0]
+  # A one-hot sum, not take_along_axis: its gradient is then elementwise
+  # rather than a scatter, which XLA:CPU runs an element at a time.
+  one_hot = safe_labels[:, None] == jnp.arange(num_classes)
+  pixel_losses = -jnp.sum(jnp.where(one_hot, log_probs, 0.0), axis=-1)
   # A label outside [0, C) has an all-zero one-hot in TF, hence zero loss.
   pixel_losses = jnp.where(in_range, pixel_losses, 0.0)
 
