@@ -63,8 +63,9 @@ def _report(lines):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from deeplab_jax import host_memory  # pylint: disable=g-import-not-at-top
+  from deeplab_jax import host_memory, xla_flags  # pylint: disable=g-import-not-at-top
   host_memory.keep_freed_memory()  # Before any thread allocates.
+  xla_flags.add_cpu_flags()  # Before the XLA backend starts.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; leave accelerators to JAX.
   _initialise_distributed()

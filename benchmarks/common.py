@@ -16,10 +16,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
-from deeplab_jax import host_memory  # pylint: disable=g-import-not-at-top
+from deeplab_jax import host_memory, xla_flags  # pylint: disable=g-import-not-at-top
 
-# As main.py does, before JAX starts its threads.
+# As main.py does, before JAX starts its threads and its backend.
 host_memory.keep_freed_memory()
+xla_flags.add_cpu_flags()
 
 import jax  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import numpy as np  # pylint: disable=g-import-not-at-top
