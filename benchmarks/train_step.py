@@ -76,7 +76,9 @@ def main(argv):
            output_stride=config.model.output_stride,
            decoder=config.model.decoder_output_stride is not None,
            final_loss=round(loss, 4)),
-      seconds, config.global_batch_size, common.flops_of(compiled), compile_seconds)
+      # Cost analysis counts one device's program of the shard_map.
+      seconds, config.global_batch_size, common.flops_of(compiled) * jax.device_count(),
+      compile_seconds)
   common.print_record(record)
 
 
