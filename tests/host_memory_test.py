@@ -47,3 +47,31 @@ def test_freed_buffers_are_reused_instead_of_faulted_in_again():
   # kernel zero-fills each page on first touch); kept, most pages are reused.
   assert default > _BUFFER_PAGES
   assert kept < _BUFFER_PAGES / 4, (default, kept)
+
+
+_TRIM_PROGRAM = r'''
+import ctypes, resource
+from deeplab_jax import host_memory
+assert host_memory.keep_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 1536 << 20  # Two train steps' buffers freed together: above any 1 GB threshold.
+faults = []
+for _ in range(3):
+  block = libc.malloc(size)
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  ctypes.memset(block, 1, size)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+  libc.free(block)
+print(faults[-1])
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc only')
+def test_even_gigabytes_freed_at_once_stay_in_the_process():
+  result = subprocess.run([sys.executable, '-c', _TRIM_PROGRAM], capture_output=True,
+                          text=True, check=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  # Trimmed, the block would fault in all of its 393k pages again.
+  assert int(result.stdout.strip().splitlines()[-1]) < 1000
