@@ -1,7 +1,8 @@
 """What the benchmarks share: configs by path, timing, XLA cost, one JSON line.
 
-Timings are minima over repeats: on a shared machine the minimum is the
-figure least disturbed by other processes; the median is reported beside it.
+Timings are minima over repeats (of calls, or of windows of back-to-back
+training steps): on a shared machine the minimum is the figure least disturbed
+by other processes; the median is reported beside it.
 """
 
 import importlib.util
@@ -70,6 +71,24 @@ def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 2) -> Sequen
     start = time.perf_counter()
     jax.block_until_ready(call())
     seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def time_back_to_back(call: Callable[[], Any], calls: int, windows: int = 3,
+                      warmup: int = 2) -> Sequence[float]:
+  """Mean wall seconds per call, one figure per window of `calls` calls.
+
+  Within a window each call is dispatched without waiting for the last one,
+  as the training loop does: the host prepares step n+1 while step n runs."""
+  for _ in range(warmup):
+    jax.block_until_ready(call())
+  seconds = []
+  for _ in range(windows):
+    start = time.perf_counter()
+    for _ in range(calls):
+      result = call()
+    jax.block_until_ready(result)
+    seconds.append((time.perf_counter() - start) / calls)
   return seconds
 
 

@@ -1,7 +1,7 @@
 r"""Inference speed of a DeepLab config on this machine: one JSON line.
 
   python benchmarks/inference.py --config=configs/voc_mnv2.py --batch_size=1 \
-      [--crop_size=513] [--output_stride=16] [--output=labels|logits]
+      [--crop_size=513] [--output_stride=16] [--decoder] [--output=labels|logits]
 
 Random weights (speed does not depend on them). The timed function is what
 evaluation runs: logits, bilinear upsampling to the input size and argmax
@@ -25,6 +25,8 @@ flags.DEFINE_string('config', None, 'Config file, e.g. configs/voc_mnv2.py.', re
 flags.DEFINE_integer('batch_size', 1, 'Images per call.')
 flags.DEFINE_list('crop_size', None, 'Input size "S" or "H,W" (default: eval_crop_size).')
 flags.DEFINE_integer('output_stride', None, 'Overrides config.model.output_stride.')
+flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a config '
+                  'without one, as train_step.py does.')
 flags.DEFINE_enum('output', 'labels', ['labels', 'logits'], 'What the timed function returns.')
 flags.DEFINE_integer('repeats', 10, 'Timed calls (the minimum is reported).')
 flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
@@ -51,6 +53,8 @@ def main(argv):
   config = common.load_config(FLAGS.config)
   if FLAGS.output_stride is not None:
     config.model.output_stride = FLAGS.output_stride
+  if FLAGS.decoder:
+    config.model.decoder_output_stride = 4
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.eval_crop_size)
   forward, variables, images = build(config, FLAGS.batch_size, crop_size, FLAGS.output)
   compiled, compile_seconds = common.compile_timed(forward, variables, images)
@@ -58,7 +62,8 @@ def main(argv):
   record = common.report(
       dict(benchmark='inference', config=FLAGS.config, backbone=config.model.backbone,
            batch_size=FLAGS.batch_size, crop_size=list(crop_size),
-           output_stride=config.model.output_stride, output=FLAGS.output),
+           output_stride=config.model.output_stride,
+           decoder=config.model.decoder_output_stride is not None, output=FLAGS.output),
       seconds, FLAGS.batch_size, common.flops_of(compiled), compile_seconds)
   common.print_record(record)
 
