@@ -9,8 +9,8 @@ kept in one heap and never trimmed, later calls reuse the same pages.
 
 "Never" matters: training dispatches the next step before the last one ends,
 so two steps' buffers (2.8 GB for MobileNetV2+decoder, 320x320, batch 4)
-come and go together. With any finite trim threshold glibc returned them to
-the OS every few steps: 150k page faults per step.
+come and go together. Above the 1 GB trim threshold this first set, glibc
+returned them to the OS every few steps: 150k page faults per step.
 """
 
 import ctypes
