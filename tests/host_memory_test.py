@@ -33,8 +33,9 @@ print(sorted(faults[20:])[10])
 _BUFFER_PAGES = 257 * 257 * 512 * 4 // 4096
 
 
-def _faults_per_call(mode: str) -> float:
-  result = subprocess.run([sys.executable, '-c', _PROGRAM, mode], capture_output=True,
+def _faults(program: str, *args: str) -> float:
+  """The page-fault count `program` prints last, run in a fresh process."""
+  result = subprocess.run([sys.executable, '-c', program, *args], capture_output=True,
                           text=True, check=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   return float(result.stdout.strip().splitlines()[-1])
@@ -42,8 +43,8 @@ def _faults_per_call(mode: str) -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc only')
 def test_freed_buffers_are_reused_instead_of_faulted_in_again():
-  default = _faults_per_call('default')
-  kept = _faults_per_call('keep')
+  default = _faults(_PROGRAM, 'default')
+  kept = _faults(_PROGRAM, 'keep')
   # glibc's default maps every large temporary afresh on each call (and the
   # kernel zero-fills each page on first touch); kept, most pages are reused.
   assert default > _BUFFER_PAGES
@@ -57,7 +58,7 @@ assert host_memory.keep_freed_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-size = 1536 << 20  # Two train steps' buffers freed together: above any 1 GB threshold.
+size = 1536 << 20  # Two train steps' buffers freed together: above the old 1 GB threshold.
 faults = []
 for _ in range(3):
   block = libc.malloc(size)
@@ -71,8 +72,5 @@ print(faults[-1])
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc only')
 def test_even_gigabytes_freed_at_once_stay_in_the_process():
-  result = subprocess.run([sys.executable, '-c', _TRIM_PROGRAM], capture_output=True,
-                          text=True, check=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   # Trimmed, the block would fault in all of its 393k pages again.
-  assert int(result.stdout.strip().splitlines()[-1]) < 1000
+  assert _faults(_TRIM_PROGRAM) < 1000
