@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from deeplab_jax.data import archives
+from deeplab_jax.data import tfds_sources
 
 TFDS_NAME = 'ade20k_scene_parsing'
 ARCHIVE = 'ADEChallengeData2016.zip'
@@ -113,56 +113,12 @@ class Ade20kSceneParsing(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(
-                shape=(None, None, 3), encoding_format='jpeg'),
-            'label': tfds.features.Image(
-                shape=(None, None, 1), encoding_format='png'),
-            'name': tfds.features.Text(),
-        }),
-        homepage='http://sceneparsing.csail.mit.edu/',
-    )
-
-  def _archive_path(self, manual_dir, manual_problem, dl_manager):
-    """The archive from the manual dir, else downloaded, else a clear error."""
-    if manual_dir is not None:
-      candidate = os.path.join(manual_dir, ARCHIVE)
-      if os.path.isfile(candidate):
-        return candidate
-      where = f'it is not in the manual dir {manual_dir}'
-    else:
-      where = manual_problem
-    if not archives.url_reachable(URL):
-      raise FileNotFoundError(
-          f'ADE20K needs {ARCHIVE}: {where}, and {URL} cannot be reached to '
-          'download it.\n' + _MANUAL_INSTRUCTIONS)
-    try:
-      return os.fspath(dl_manager.download(URL))
-    except Exception as error:  # pylint: disable=broad-except
-      raise FileNotFoundError(
-          f'ADE20K needs {ARCHIVE}: {where}, and downloading {URL} failed '
-          f'({type(error).__name__}: {error}).\n' + _MANUAL_INSTRUCTIONS
-      ) from error
+        features=tfds_sources.segmentation_features(),
+        homepage='http://sceneparsing.csail.mit.edu/')
 
   def _split_generators(self, dl_manager):
-    try:
-      manual_dir = os.fspath(dl_manager.manual_dir)
-      manual_problem = None
-    except AssertionError as error:  # Not given, missing or empty.
-      manual_dir = None
-      manual_problem = str(error).splitlines()[0].split('. Create')[0]
-    if manual_dir is not None and os.path.isdir(os.path.join(manual_dir, ROOT)):
-      root = os.path.join(manual_dir, ROOT)  # Already extracted: used in place.
-    else:
-      archive = self._archive_path(manual_dir, manual_problem, dl_manager)
-      folder = archives.extract_once(
-          archive, os.path.join(os.fspath(dl_manager.download_dir),
-                                'extracted', ARCHIVE + '.dir'))
-      root = os.path.join(folder, ROOT)
-      if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f'{archive} does not contain {ROOT}/: is it the official '
-            f'{ARCHIVE}?')
+    root = tfds_sources.archive_folder(dl_manager, 'ADE20K', ARCHIVE, URL, ROOT,
+                                       _MANUAL_INSTRUCTIONS)
     return {split: self._generate_examples(root=root, folder=folder)
             for split, folder in SPLIT_FOLDERS.items()}
 

@@ -20,7 +20,7 @@ from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
 
-from deeplab_jax.data import archives
+from deeplab_jax.data import tfds_sources
 
 VOC_ARCHIVE = 'VOCtrainval_11-May-2012.tar'
 SBD_ARCHIVE = 'benchmark.tgz'
@@ -103,66 +103,16 @@ class PascalVocSegmentation(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(
-                shape=(None, None, 3), encoding_format='jpeg'),
-            'label': tfds.features.Image(
-                shape=(None, None, 1), encoding_format='png'),
-            'name': tfds.features.Text(),
-        }),
-        homepage='http://host.robots.ox.ac.uk/pascal/VOC/voc2012/',
-    )
-
-  def _archive_path(self, manual_dir, manual_problem, dl_manager, file_name,
-                    url):
-    """The archive from the manual dir, else downloaded, else a clear error."""
-    if manual_dir is not None:
-      candidate = os.path.join(manual_dir, file_name)
-      if os.path.isfile(candidate):
-        return candidate
-    if manual_dir is not None:
-      where = f'it is not in the manual dir {manual_dir}'
-    else:
-      where = manual_problem
-    if not archives.url_reachable(url):
-      raise FileNotFoundError(
-          f'PASCAL VOC needs {file_name}: {where}, and {url} cannot be '
-          'reached to download it.\n' + _MANUAL_INSTRUCTIONS)
-    try:
-      return os.fspath(dl_manager.download(url))
-    except Exception as error:  # pylint: disable=broad-except
-      raise FileNotFoundError(
-          f'PASCAL VOC needs {file_name}: {where}, and downloading {url} '
-          f'failed ({type(error).__name__}: {error}).\n'
-          + _MANUAL_INSTRUCTIONS) from error
+        features=tfds_sources.segmentation_features(),
+        homepage='http://host.robots.ox.ac.uk/pascal/VOC/voc2012/')
 
   def _split_generators(self, dl_manager):
-    try:
-      manual_dir = os.fspath(dl_manager.manual_dir)
-      manual_problem = None
-    except AssertionError as error:  # Not given, missing or empty.
-      manual_dir = None
-      manual_problem = str(error).splitlines()[0].split('. Create')[0]
-    extract_root = os.path.join(os.fspath(dl_manager.download_dir), 'extracted')
-    roots = {}
-    for key, file_name, url, inner in (
-        ('voc', VOC_ARCHIVE, VOC_URL, _VOC_ROOT),
-        ('sbd', SBD_ARCHIVE, SBD_URL, _SBD_ROOT)):
-      # Folders already extracted in the manual dir are used in place.
-      if manual_dir is not None and os.path.isdir(
-          os.path.join(manual_dir, inner)):
-        roots[key] = os.path.join(manual_dir, inner)
-        continue
-      archive = self._archive_path(manual_dir, manual_problem, dl_manager,
-                                   file_name, url)
-      folder = archives.extract_once(
-          archive, os.path.join(extract_root, file_name + '.dir'))
-      roots[key] = os.path.join(folder, inner)
-      if not os.path.isdir(roots[key]):
-        raise FileNotFoundError(
-            f'{archive} does not contain {inner}/: is it the official '
-            f'{file_name}?')
-
+    roots = {
+        key: tfds_sources.archive_folder(dl_manager, 'PASCAL VOC', file_name, url,
+                                         inner, _MANUAL_INSTRUCTIONS)
+        for key, file_name, url, inner in (
+            ('voc', VOC_ARCHIVE, VOC_URL, _VOC_ROOT),
+            ('sbd', SBD_ARCHIVE, SBD_URL, _SBD_ROOT))}
     voc_lists = os.path.join(roots['voc'], 'ImageSets', 'Segmentation')
     ids = {split: read_id_list(os.path.join(voc_lists, list_name + '.txt'))
            for split, list_name in _VOC_LISTS.items()}
