@@ -387,8 +387,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def load_source(config, split: str):
-  """This host's shard of a split of `config.dataset`."""
+  """This host's shard of a split of `config.dataset`.
+
+  With several processes, process 0 prepares the dataset while the others
+  wait: the hosts of a pod usually share one data_dir, and preparing it from
+  all of them at once would write the same files concurrently. The others then
+  find it prepared (or, with a data_dir local to each host, prepare their own).
+  """
   from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      datasets.prepare(config.dataset)
+    multihost_utils.sync_global_devices(f'dataset prepared: {config.dataset.name}')
   return datasets.load_split(config.dataset, split, process_index=jax.process_index(),
                              process_count=jax.process_count())
 

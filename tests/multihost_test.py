@@ -1,5 +1,6 @@
 """Two processes × two CPU devices (jax.distributed on 127.0.0.1) train, save,
-restore and evaluate exactly like one process with four devices."""
+restore and evaluate exactly like one process with four devices; and
+processes sharing one data_dir prepare a dataset once, not each."""
 
 import json
 import os
@@ -9,7 +10,9 @@ import sys
 
 import numpy as np
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'multihost_worker.py')
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, 'multihost_worker.py')
+DATA_WORKER = os.path.join(HERE, 'multihost_data_worker.py')
 
 
 def free_port() -> int:
@@ -18,19 +21,24 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def run(tmp_path, name, num_processes, devices_per_process):
-  out_dir, workdir = tmp_path / name, tmp_path / f'{name}_workdir'
-  out_dir.mkdir()
+def run_processes(worker, num_processes, *args):
+  """Runs `worker ARGS... NUM_PROCESSES PROCESS_ID PORT` as that many processes."""
   port = free_port()
   env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'}
   env.pop('XLA_FLAGS', None)
   processes = [subprocess.Popen(
-      [sys.executable, WORKER, str(out_dir), str(workdir), str(num_processes), str(i),
-       str(port), str(devices_per_process)], env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True) for i in range(num_processes)]
+      [sys.executable, worker, *map(str, args), str(num_processes), str(i), str(port)],
+      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for i in range(num_processes)]
   for i, process in enumerate(processes):
     output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, f'process {i} of {name} failed:\n{output[-4000:]}'
+    assert process.returncode == 0, f'process {i} of {worker} failed:\n{output[-4000:]}'
+
+
+def run(tmp_path, name, num_processes, devices_per_process):
+  out_dir, workdir = tmp_path / name, tmp_path / f'{name}_workdir'
+  out_dir.mkdir()
+  run_processes(WORKER, num_processes, out_dir, workdir, devices_per_process)
   with open(out_dir / 'results.json') as f:
     return json.load(f), dict(np.load(out_dir / 'updates.npz'))
 
@@ -57,3 +65,13 @@ def test_two_hosts_match_one_host_with_the_same_devices(tmp_path):
   assert difference_norm ** 0.5 < 0.1 * update_norm ** 0.5
   assert multi['num_images'] == single['num_images'] == 6
   assert abs(multi['mean_iou'] - single['mean_iou']) < 1e-9
+
+
+def test_hosts_sharing_a_data_dir_prepare_the_dataset_once(tmp_path):
+  run_processes(DATA_WORKER, 2, tmp_path, tmp_path / 'shared_data')
+  results = [json.loads((tmp_path / f'{i}.json').read_text()) for i in range(2)]
+  # Only process 0 built it; process 1 waited and found it prepared.
+  assert [r['preparations'] for r in results] == [1, 0]
+  first, second = (set(r['names']) for r in results)
+  assert first and second and not first & second
+  assert len(first | second) == 32  # synthetic/tiny's whole train split.

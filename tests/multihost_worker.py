@@ -1,6 +1,6 @@
 """One process of the multi-host test (run by tests/multihost_test.py).
 
-usage: multihost_worker.py OUT_DIR WORKDIR NUM_PROCESSES PROCESS_ID PORT DEVICES_PER_PROCESS
+usage: multihost_worker.py OUT_DIR WORKDIR DEVICES_PER_PROCESS NUM_PROCESSES PROCESS_ID PORT
 
 Every process feeds its own slice of the same global batches, trains a few
 steps, saves and restores a checkpoint together with the others, and
@@ -13,7 +13,7 @@ import os
 import sys
 
 out_dir, workdir = sys.argv[1], sys.argv[2]
-num_processes, process_id, port, devices = (int(a) for a in sys.argv[3:7])
+devices, num_processes, process_id, port = (int(a) for a in sys.argv[3:7])
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
