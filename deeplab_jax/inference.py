@@ -47,10 +47,9 @@ def predict_labels(model, variables, images, scales: Sequence[float] = (1.0,),
 def argmax_classes(scores):
   """int32 index of the first maximum over the last axis, as `jnp.argmax`.
 
-  Written as a running maximum over the classes so that XLA fuses it with
-  the upsampling that produces `scores`: `jnp.argmax` is a variadic reduce
-  that XLA:CPU fuses by recomputing the upsampling per class (7x slower at
-  513x513)."""
+  Written as a running maximum over the classes: one elementwise loop over
+  the upsampled scores. `jnp.argmax` is a variadic reduce that XLA:CPU runs
+  slower (MobileNetV2 inference at 513x513: 0.060 instead of 0.054 s)."""
   best, index = scores[..., 0], jnp.zeros(scores.shape[:-1], jnp.int32)
   for c in range(1, scores.shape[-1]):
     better = scores[..., c] > best
