@@ -26,9 +26,9 @@ def _manual_dir(dl_manager):
     return None, str(error).splitlines()[0].split('. Create')[0]
 
 
-def _archive_path(dl_manager, dataset, file_name, url, instructions) -> str:
+def _archive_path(dl_manager, manual_dir, problem, dataset, file_name, url,
+                  instructions) -> str:
   """The archive from the manual dir, else downloaded, else a clear error."""
-  manual_dir, problem = _manual_dir(dl_manager)
   if manual_dir is not None:
     candidate = os.path.join(manual_dir, file_name)
     if os.path.isfile(candidate):
@@ -54,10 +54,11 @@ def archive_folder(dl_manager, dataset: str, file_name: str, url: str,
   archive (from the manual dir, else downloaded from `url`) is extracted once
   under the download dir.
   """
-  manual_dir, _ = _manual_dir(dl_manager)
+  manual_dir, problem = _manual_dir(dl_manager)
   if manual_dir is not None and os.path.isdir(os.path.join(manual_dir, inner)):
     return os.path.join(manual_dir, inner)
-  archive = _archive_path(dl_manager, dataset, file_name, url, instructions)
+  archive = _archive_path(dl_manager, manual_dir, problem, dataset, file_name,
+                          url, instructions)
   folder = archives.extract_once(
       archive, os.path.join(os.fspath(dl_manager.download_dir), 'extracted',
                             file_name + '.dir'))
