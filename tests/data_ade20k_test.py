@@ -215,6 +215,15 @@ def test_colour_annotation_is_refused(tmp_path):
     prepare(tmp_path / 'data', tmp_path / 'manual')
 
 
+def test_archive_without_the_official_folder_is_named(tmp_path):
+  (tmp_path / 'manual').mkdir()
+  with zipfile.ZipFile(tmp_path / 'manual' / ade20k.ARCHIVE, 'w') as archive:
+    archive.writestr('SomethingElse/readme.txt', 'not ADE20K')
+  with pytest.raises(FileNotFoundError,
+                     match=rf'{ade20k.ARCHIVE} does not contain {ade20k.ROOT}/'):
+    prepare(tmp_path / 'data', tmp_path / 'manual')
+
+
 def test_missing_archive_without_network_says_where_to_put_it(
     tmp_path, monkeypatch):
   # A closed local port stands in for "no network".
