@@ -26,10 +26,11 @@ def run_processes(worker, num_processes, *args):
   port = free_port()
   env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'}
   env.pop('XLA_FLAGS', None)
-  processes = [subprocess.Popen(
-      [sys.executable, worker, *map(str, args), str(num_processes), str(i), str(port)],
-      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for i in range(num_processes)]
+  processes = [
+      subprocess.Popen([sys.executable, worker, *map(str, args), str(num_processes), str(i),
+                        str(port)], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+      for i in range(num_processes)]
   for i, process in enumerate(processes):
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, f'process {i} of {worker} failed:\n{output[-4000:]}'
