@@ -251,3 +251,28 @@ def test_extracted_folders_in_the_manual_dir_are_used_in_place(tmp_path):
   assert not (extracted / (voc.SBD_ARCHIVE + '.dir')).exists()
   label = _examples(builder, 'validation')[VOC_VAL[0]]['label'][..., 0]
   np.testing.assert_array_equal(label, expected_label(VOC_VAL[0]))
+
+
+def test_a_truncated_archive_is_named_by_main_py_in_one_line(tmp_path):
+  """Issue 16: a cut-short VOC download ended in a traceback that named no file."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / 'manual'
+  write_voc_archives(manual)
+  archive = manual / voc.VOC_ARCHIVE
+  data = archive.read_bytes()
+  archive.write_bytes(data[:len(data) // 2])
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, os.path.join(repo, 'main.py'),
+       f'--config={os.path.join(repo, "configs", "voc_mnv2.py")}:tiny',
+       f'--workdir={tmp_path / "workdir"}', f'--config.dataset.manual_dir={manual}',
+       f'--config.dataset.data_dir={tmp_path / "data"}', '--config.dataset.train_split=train'],
+      capture_output=True, text=True, timeout=600, cwd=repo,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu'))
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('main.py: error:')]
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert f'{archive} is damaged or incomplete' in errors[0]
+  assert 'download it again' in errors[0]

@@ -14,6 +14,7 @@ import socket
 import tarfile
 import urllib.parse
 import zipfile
+import zlib
 
 
 class UnsafeArchiveError(ValueError):
@@ -57,9 +58,22 @@ def _check_tar_member(archive_path: str, member: tarfile.TarInfo) -> None:
     _refuse(archive_path, member.name, 'is a device or FIFO')
 
 
+def _check_tar_complete(tar: tarfile.TarFile, members) -> None:
+  """A tar cut short between two members reads as a shorter archive; a whole one
+  ends with two zero blocks after its last member's data."""
+  if not members:
+    return
+  last = members[-1]
+  tar.fileobj.seek(last.offset_data + -(-last.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+  marker = tar.fileobj.read(2 * tarfile.BLOCKSIZE)
+  if len(marker) < 2 * tarfile.BLOCKSIZE or any(marker):
+    raise tarfile.ReadError('no end-of-archive marker after the last member')
+
+
 def _extract_tar(archive_path: str, target_dir: str) -> None:
   with tarfile.open(archive_path, mode='r:*') as tar:
     members = tar.getmembers()
+    _check_tar_complete(tar, members)
     for member in members:
       _check_tar_member(archive_path, member)
     for member in members:
@@ -95,17 +109,23 @@ def safe_extract(archive_path: str, target_dir: str) -> None:
   Raises:
     UnsafeArchiveError: some member would be written (or link) outside
       `target_dir`: absolute paths, `..`, links leaving the folder, devices.
-    ValueError: the file is neither a tar nor a zip archive.
+    ValueError: the file is neither a tar nor a zip archive, or it is damaged
+      or cut short.
   """
   archive_path = os.fspath(archive_path)
   target_dir = os.fspath(target_dir)
   os.makedirs(target_dir, exist_ok=True)
-  if zipfile.is_zipfile(archive_path):
-    _extract_zip(archive_path, target_dir)
-  elif tarfile.is_tarfile(archive_path):
-    _extract_tar(archive_path, target_dir)
-  else:
-    raise ValueError(f'{archive_path} is neither a tar nor a zip archive.')
+  try:
+    if zipfile.is_zipfile(archive_path):
+      _extract_zip(archive_path, target_dir)
+    elif tarfile.is_tarfile(archive_path):
+      _extract_tar(archive_path, target_dir)
+    else:
+      raise ValueError(f'{archive_path} is neither a tar nor a zip archive.')
+  except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as error:
+    # A truncated download: the reader's own message names no file.
+    raise ValueError(f'{archive_path} is damaged or incomplete ({error}); download it '
+                     'again.') from error
 
 
 def extract_once(archive_path: str, target_dir: str) -> str:
