@@ -7,6 +7,9 @@ Evaluation and prediction restore only `params` and `batch_stats`.
 Restoring checks the saved variable names and shapes against the model of the
 config first, and fails with the mismatching names; a checkpoint that cannot
 be read (damaged files) is skipped with a warning in favour of the previous one.
+A training run also moves it aside to `<step>.damaged`, so that the step is
+saved again when the run gets there, instead of the damaged copy staying the
+"latest" that evaluation, prediction and export would skip past.
 """
 
 import os
@@ -31,6 +34,15 @@ def checkpoint_dir(workdir: str) -> str:
 def _has_step_dirs(path: str) -> bool:
   return os.path.isdir(path) and any(
       name.isdigit() and os.path.isdir(os.path.join(path, name)) for name in os.listdir(path))
+
+
+def saved_steps(path: str) -> List[int]:
+  """The finished checkpoint steps of a workdir or checkpoint dir (none: [])."""
+  directory = find_checkpoint_dir(path)
+  if directory is None:
+    return []
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
 
 
 def find_checkpoint_dir(path: str) -> Optional[str]:
@@ -79,15 +91,28 @@ def _metadata_tree(metadata):
 
 
 class CheckpointManager:
-  """Saves and restores train states (any flax dataclass with step/params/batch_stats/opt_state)."""
+  """Saves and restores train states (any flax dataclass with step/params/batch_stats/opt_state).
 
-  def __init__(self, workdir: str, max_to_keep: int = 3, *, directory: Optional[str] = None):
+  `read_only` (evaluation, prediction, export) creates, deletes and moves
+  nothing: such a reader may run beside the training run that writes here.
+  """
+
+  def __init__(self, workdir: str, max_to_keep: int = 3, *, directory: Optional[str] = None,
+               read_only: bool = False):
+    if max_to_keep < 1:
+      raise ValueError(f'max_to_keep={max_to_keep}: keep at least one checkpoint.')
     self.directory = os.path.abspath(directory or checkpoint_dir(workdir))
+    self.read_only = read_only
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, max_to_keep=None,
+                                             save_interval_steps=0)
+    else:
+      # cleanup_tmp_directories: a write killed midway leaves a tmp folder behind.
+      options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(
         self.directory,
-        # cleanup_tmp_directories: a write killed midway leaves a tmp folder behind.
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             cleanup_tmp_directories=True),
+        options=options,
         item_names=ITEM_NAMES,
         # Known handlers let a fresh manager read metadata before any restore.
         item_handlers={**{item: ocp.StandardCheckpointHandler() for item in ITEM_NAMES[:3]},
@@ -162,7 +187,22 @@ class CheckpointManager:
                         self.directory, type(e).__name__, e,
                         f'falling back to step {older}.' if older is not None
                         else 'no older checkpoint left.')
+        if not self.read_only:
+          self._move_aside(step)
     return None, None
+
+  def _move_aside(self, step: int) -> None:
+    """Renames a damaged step's folder to `<step>.damaged` (kept for inspection)."""
+    if jax.process_index() == 0:
+      source = os.path.join(self.directory, str(step))
+      target, copy = source + '.damaged', 1
+      while os.path.exists(target):
+        copy += 1
+        target = f'{source}.damaged{copy}'
+      os.rename(source, target)
+      logging.warning('Moved the damaged checkpoint of step %d to %s; the step will be saved '
+                      'again when training gets there.', step, target)
+    self._manager.reload()
 
   def restore_latest(self, template_state):
     """The newest readable checkpoint onto the template's shardings, or None."""
@@ -213,7 +253,7 @@ def restore_variables(workdir: str, template_variables, step: Optional[int] = No
     raise FileNotFoundError(
         f'No checkpoint in {checkpoint_dir(workdir)}: train first (--mode=train) or convert a '
         'TF checkpoint (--mode=convert --tf_checkpoint=PREFIX) into this --workdir.')
-  manager = CheckpointManager(workdir, directory=directory)
+  manager = CheckpointManager(workdir, directory=directory, read_only=True)
   try:
     return manager.restore_variables(template_variables, step)
   finally:
@@ -229,7 +269,7 @@ def load_variables_for_init(path: str, template_variables, *, include_logits: bo
   if include_logits:
     return restore_variables(path, template_variables)[0]
   directory = find_checkpoint_dir(path)
-  manager = CheckpointManager(path, directory=directory)
+  manager = CheckpointManager(path, directory=directory, read_only=True)
   try:
     step = manager.latest_step()
     saved = manager._manager.item_metadata(step)  # pylint: disable=protected-access
@@ -268,7 +308,16 @@ def save_variables(workdir: str, variables, step: int = 0) -> str:
 
 
 def convert_tf_checkpoint(config, workdir: str, tf_checkpoint: str) -> str:
-  """`--mode=convert`: a TF model-zoo checkpoint → an Orbax checkpoint in the workdir."""
+  """`--mode=convert`: a TF model-zoo checkpoint → an Orbax checkpoint in the workdir.
+
+  Refuses a workdir that has checkpoints: evaluation, prediction and export use
+  the newest step, which would stay the old one, not the converted step 0.
+  """
   from deeplab_jax.checkpoint_import import import_tf_checkpoint  # pylint: disable=g-import-not-at-top
+  steps = saved_steps(workdir)
+  if steps:
+    raise ValueError(f'{checkpoint_dir(workdir)} already has checkpoints (steps {steps}); '
+                     'eval, predict and export would go on using the newest of them, not the '
+                     'converted model. Convert into a new --workdir.')
   variables = import_tf_checkpoint(tf_checkpoint, config, include_logits=True)
   return save_variables(workdir, variables, step=0)

@@ -204,10 +204,10 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   mesh = train.make_mesh()
   template = train.initial_variables(config, mesh)
-  writer = metric_writers.create_default_writer(
-      os.path.join(workdir, 'eval'), just_logging=jax.process_index() > 0)
   eval_step = create_eval_step(config, mesh)
-  manager = checkpointing.CheckpointManager(workdir)
+  # Read-only: it may follow a training run that writes the same folder.
+  manager = checkpointing.CheckpointManager(workdir, read_only=True)
+  writer = None  # Made with the first results: a workdir without checkpoints stays untouched.
   last_step, results, waited_since = None, None, time.monotonic()
   try:
     while True:
@@ -218,6 +218,9 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
             'TF checkpoint (--mode=convert --tf_checkpoint=PREFIX) into this --workdir.')
       if latest is not None and latest != last_step:
         variables, step = manager.restore_variables(template)
+        if writer is None:
+          writer = metric_writers.create_default_writer(
+              os.path.join(workdir, 'eval'), just_logging=jax.process_index() > 0)
         results = evaluate(config, workdir, variables, step, writer=writer, mesh=mesh,
                            eval_step=eval_step)
         last_step, waited_since = step, time.monotonic()
@@ -230,4 +233,5 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
       time.sleep(poll_seconds)
   finally:
     manager.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
