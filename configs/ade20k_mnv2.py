@@ -37,8 +37,4 @@ def get_config(arg=None):
   config.num_train_steps = 150_000
   config.global_batch_size = 16
   config.weight_decay = 4e-5
-  config = defaults.apply_variant(config, arg)
-  if arg == 'tiny':  # Resize to the tiny crop, so evaluation images still fit.
-    config.dataset.min_resize_value = config.eval_crop_size[0]
-    config.dataset.max_resize_value = config.eval_crop_size[0]
-  return config
+  return defaults.apply_variant(config, arg)

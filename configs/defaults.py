@@ -117,6 +117,10 @@ def apply_variant(config, arg=None):
   config.global_batch_size = 2
   config.train_crop_size = (129, 129)
   config.eval_crop_size = (129, 129)
+  # Real images (VOC up to 500 px, Cityscapes 1024x2048) are shrunk to fit that
+  # crop, as the original's resize_to_range does, at training and evaluation.
+  config.dataset.min_resize_value = 129
+  config.dataset.max_resize_value = 129
   config.eval_batch_size = 2
   config.num_eval_images = 4
   config.eval_every_steps = 10

@@ -53,5 +53,7 @@ def get_config(arg=None):
   if arg == 'tiny':  # A smoke test: the small generated split, whole images in the eval crop.
     config.dataset.name = 'synthetic/tiny'
     config.eval_crop_size = (161, 161)
+    config.dataset.min_resize_value = None  # Synthetic images fit that crop as they are.
+    config.dataset.max_resize_value = None
     config.num_prediction_images = 2
   return config

@@ -173,15 +173,19 @@ def _check_label_mode(path: str, mode: str) -> None:
         'not colours. Convert each colour to its class id first.')
 
 
+def image_size(path: str) -> Tuple[int, int]:
+  """(width, height) from the file's header."""
+  try:
+    with Image.open(path) as image:
+      return image.size
+  except (OSError, SyntaxError, ValueError) as error:
+    raise DataProblem(CORRUPT_IMAGE, path, f'Custom dataset: unreadable or corrupt image '
+                      f'{path} ({error}).') from error
+
+
 def check_pair_headers(pair: Pair) -> None:
   """Fast checks from the file headers alone: readable, one channel, sizes."""
-  try:
-    with Image.open(pair.image_path) as image:
-      image_size = image.size
-  except (OSError, SyntaxError, ValueError) as error:
-    raise DataProblem(CORRUPT_IMAGE, pair.image_path,
-                      f'Custom dataset: unreadable or corrupt image '
-                      f'{pair.image_path} ({error}).') from error
+  width, height = image_size(pair.image_path)
   try:
     with Image.open(pair.label_path) as label:
       label_size, label_mode = label.size, label.mode
@@ -190,11 +194,11 @@ def check_pair_headers(pair: Pair) -> None:
                       f'Custom dataset: unreadable or corrupt label '
                       f'{pair.label_path} ({error}).') from error
   _check_label_mode(pair.label_path, label_mode)
-  if image_size != label_size:
+  if (width, height) != label_size:
     raise DataProblem(
         SIZE_MISMATCH, pair.label_path,
-        f'Custom dataset: image {pair.image_path} is {image_size[0]}x'
-        f'{image_size[1]} (WxH) but its label {pair.label_path} is '
+        f'Custom dataset: image {pair.image_path} is {width}x'
+        f'{height} (WxH) but its label {pair.label_path} is '
         f'{label_size[0]}x{label_size[1]}.')
 
 

@@ -44,6 +44,8 @@ class _TfdsEntry:
   known_split_sizes: Dict[str, int]
   to_common_example: Callable[[dict], dict]
   ignore_label: int = 255
+  # (height, width) no image of the dataset exceeds; None where they vary freely.
+  largest_image: Optional[Tuple[int, int]] = None
 
 
 def _identity_example(example):
@@ -56,7 +58,8 @@ def _pascal_voc_entry(variant):
     raise ValueError(f'pascal_voc has no variant {variant!r}.')
   from deeplab_jax.data import voc  # pylint: disable=g-import-not-at-top
   return _TfdsEntry('pascal_voc_segmentation', voc.CLASS_NAMES, 'pascal',
-                    dict(voc.SPLIT_SIZES), _identity_example)
+                    dict(voc.SPLIT_SIZES), _identity_example,
+                    largest_image=(500, 500))
 
 
 def _cityscapes_entry(variant):
@@ -64,7 +67,7 @@ def _cityscapes_entry(variant):
     raise ValueError(f'cityscapes has no variant {variant!r}.')
   return _TfdsEntry(cityscapes.TFDS_NAME, cityscapes.TRAIN_CLASS_NAMES,
                     'cityscapes', dict(cityscapes.SPLIT_SIZES),
-                    cityscapes.to_common_example)
+                    cityscapes.to_common_example, largest_image=(1024, 2048))
 
 
 def _ade20k_entry(variant):
@@ -89,7 +92,8 @@ def _synthetic_entry(variant):
   sizes = {'train': config.num_train, 'validation': config.num_validation}
   return _TfdsEntry(f'deeplab_synthetic/{variant}', synthetic.CLASS_NAMES,
                     'pascal', sizes, _identity_example,
-                    synthetic.IGNORE_LABEL)
+                    synthetic.IGNORE_LABEL,
+                    largest_image=(config.max_size, config.max_size))
 
 
 _TFDS_ENTRIES = {
@@ -186,6 +190,20 @@ def get_dataset_info(dataset_config) -> DatasetInfo:
                      ignore_label=entry.ignore_label,
                      class_names=tuple(entry.class_names),
                      colormap=entry.colormap, splits=splits)
+
+
+def largest_image_size(dataset_config, split: str) -> Optional[Tuple[int, int]]:
+  """The (height, width) no image of `split` exceeds, without decoding any;
+  None where the registry cannot tell (ADE20K's sizes vary freely)."""
+  base, _ = _parse_name(dataset_config)
+  if base != CUSTOM:
+    return _tfds_entry(dataset_config).largest_image
+  heights, widths = [0], [0]
+  for pair in custom.list_pairs(_custom_root(dataset_config), split):
+    width, height = custom.image_size(pair.image_path)
+    heights.append(height)
+    widths.append(width)
+  return max(heights), max(widths)
 
 
 def num_classes_mismatch_message(wanted, dataset_config,
