@@ -12,9 +12,17 @@
 Several processes (multi-host TPU/GPU): pass --multiprocess, or set
 JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID where the
 platform cannot tell them); `jax.distributed.initialize()` is then called first.
+
+Errors in the config, the data, a checkpoint or a path end the run with one
+line on stderr naming the field or file and the fix: exit status 2 for a
+setting or flag, 1 for the rest (--verbose adds the traceback). Every setting
+is checked before anything is written or compiled. Ctrl-C while training saves
+a checkpoint first (exit status 130); SIGTERM (preemption) does too (status 0).
 """
 
 import os
+import re
+import sys
 
 from absl import app
 from absl import flags
@@ -35,10 +43,53 @@ flags.DEFINE_string('output', None, 'predict: output directory (default <workdir
 flags.DEFINE_integer('resize_long_side', None, 'export: resize inputs so the long side is this.')
 flags.DEFINE_bool('export_probabilities', False, 'export: also output class probabilities.')
 flags.DEFINE_bool('cityscapes_label_ids', False,
-                  'predict: write Cityscapes label ids (for the evaluation server).')
+                  'predict: write only Cityscapes label-id PNGs (for the evaluation server).')
 flags.DEFINE_string('tf_checkpoint', None, 'convert: the TF checkpoint prefix to convert.')
 flags.DEFINE_bool('multiprocess', False, 'Call jax.distributed.initialize() (multi-host).')
+flags.DEFINE_bool('verbose', False, 'On an error, show the Python traceback too.')
 flags.mark_flags_as_required(['config'])
+
+USAGE_EXIT, ERROR_EXIT, INTERRUPTED_EXIT = 2, 1, 130
+# Modes that read a workdir's checkpoints and must not create or change it.
+_READING_MODES = ('eval', 'predict', 'export')
+
+
+class UsageError(ValueError):
+  """A flag is missing or wrong (exit status 2)."""
+
+
+def _fail(message: str, status: int, what: str = 'error: '):
+  print(f'main.py: {what}{message}', file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with every mistake (also in --config.X overrides) as one line."""
+  try:
+    remaining = FLAGS(argv)
+    FLAGS.config.keys()  # A config file that failed to load raises here, not when parsed.
+    return remaining
+  except flags.Error as error:
+    _fail(_last_line(error), USAGE_EXIT)
+  except (AttributeError, KeyError) as error:  # config_flags: a field the config lacks.
+    field = str(error).strip('"\'')
+    given = [a.split('=')[0] for a in argv[1:]
+             if a.startswith('--config.') and field in a.split('=')[0].split('.')]
+    _fail(f'{given[0] if given else field}: the config has no field {field!r} (see the '
+          'config file and configs/defaults.py for the fields there are).', USAGE_EXIT)
+  except (ValueError, TypeError) as error:  # A value of the wrong type for a field.
+    _fail(f'a --config override: {error}', USAGE_EXIT)
+  except Exception as error:  # pylint: disable=broad-except  (config_flags: the file failed)
+    _fail(f'--config: {_last_line(error)}', USAGE_EXIT)
+
+
+def _last_line(error) -> str:
+  """The line that says what is wrong: absl and config_flags wrap it in context
+  (flag names, the attempted paths, or a whole traceback of the config file)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  if len(lines) == 1:
+    return lines[0]
+  return f'{lines[0].split(":")[0]}: {lines[-1]}' if lines else type(error).__name__
 
 
 def _initialise_distributed():
@@ -60,35 +111,110 @@ def _report(lines):
     print('\n'.join(lines), flush=True)
 
 
+def _check_flags(mode: str) -> None:
+  needs = {'predict': ('images',), 'convert': ('tf_checkpoint',), 'export': ('output',)}
+  for flag in needs.get(mode, ()):
+    if not getattr(FLAGS, flag):
+      raise UsageError(f'--mode={mode} needs --{flag}=...')
+  if mode != 'check_data' and not FLAGS.workdir:
+    raise UsageError(f'--mode={mode} needs --workdir=DIR.')
+  if FLAGS.resize_long_side is not None and FLAGS.resize_long_side < 1:
+    raise UsageError(f'--resize_long_side={FLAGS.resize_long_side} must be a positive number '
+                     'of pixels.')
+
+
+def _check_workdir(mode: str, workdir: str, continuous: bool) -> None:
+  """Refuses a workdir the mode cannot use, before anything is created in it."""
+  from deeplab_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UsageError(f'--workdir={workdir} is a file, not a directory.')
+  if mode in _READING_MODES and not (mode == 'eval' and continuous):
+    if checkpointing.find_checkpoint_dir(workdir) is None:
+      raise FileNotFoundError(
+          f'No checkpoint in {checkpointing.checkpoint_dir(workdir)}: is --workdir right? Train '
+          'first (--mode=train) or convert a TF checkpoint into it (--mode=convert).')
+  if mode == 'train' and FLAGS.config.init_checkpoint and not checkpointing.saved_steps(workdir):
+    from deeplab_jax import train  # pylint: disable=g-import-not-at-top
+    train.init_checkpoint_kind(FLAGS.config.init_checkpoint)  # Raises naming the path.
+
+
+def _unwrap_data_error(error) -> str:
+  """The message of the Python exception inside a tf.data error (TF repeats it)."""
+  raised = re.findall(r'(?m)^(?:\w+\.)*\w*(?:Error|Problem|Exception): (.+)$', error.message)
+  if raised:
+    return raised[-1]
+  return re.sub(r'\{\{function_node [^}]*\}\}\s*', '', error.message).splitlines()[0]
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    _fail(f'unexpected arguments {argv[1:]} (flags are written --name=value).', USAGE_EXIT)
   from deeplab_jax import host_memory, xla_flags  # pylint: disable=g-import-not-at-top
   host_memory.keep_freed_memory()  # Before any thread allocates.
   xla_flags.add_cpu_flags()  # Before the XLA backend starts.
+  try:
+    _main()
+  except KeyboardInterrupt as interrupt:  # Training saves first and says so.
+    _fail(str(interrupt) or 'interrupted.', INTERRUPTED_EXIT, what='')
+  except Exception as error:  # pylint: disable=broad-except  (sorted below)
+    status = _expected_error_status(error)
+    if status is None or FLAGS.verbose:
+      raise
+    message = _unwrap_data_error(error) if _is_tf_error(error) else str(error)
+    _fail(message.strip() or type(error).__name__, status)
+
+
+def _is_tf_error(error) -> bool:
+  return type(error).__module__.startswith('tensorflow') and hasattr(error, 'message')
+
+
+def _expected_error_status(error):
+  """The exit status of an error the user can fix, or None for a bug (traceback)."""
+  from deeplab_jax import config_checks  # pylint: disable=g-import-not-at-top
+  if isinstance(error, (UsageError, config_checks.ConfigError)):
+    return USAGE_EXIT
+  if isinstance(error, (ValueError, OSError, ArithmeticError, EOFError)) or _is_tf_error(error):
+    return ERROR_EXIT
+  if 'RESOURCE_EXHAUSTED' in str(error):  # Out of device memory: the batch or crop is too big.
+    return ERROR_EXIT
+  return None
+
+
+def _main():
+  config = FLAGS.config
+  mode = FLAGS.mode
+  _check_flags(mode)
+  _initialise_distributed()
+  from deeplab_jax import config_checks  # pylint: disable=g-import-not-at-top
+  config_checks.check_config(config, mode, jax.device_count(), jax.process_count())
+  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir)) if FLAGS.workdir else None
+  if workdir:
+    _check_workdir(mode, workdir, FLAGS.continuous)
+
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; leave accelerators to JAX.
-  _initialise_distributed()
   from deeplab_jax import checkpointing, evaluate, predict, train  # pylint: disable=g-import-not-at-top
-
-  config = FLAGS.config
-  if FLAGS.mode == 'check_data':
+  if mode == 'check_data':
     from deeplab_jax.data import check  # pylint: disable=g-import-not-at-top
     raise SystemExit(check.run_check_data(config))
-  if not FLAGS.workdir:
-    raise app.UsageError(f'--mode={FLAGS.mode} needs --workdir.')
-  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
-  # Recompiling the same step after a restart (preemption, resume) is free.
-  # A cache the user chose (JAX_COMPILATION_CACHE_DIR) is kept: it can serve several
-  # workdirs, and XLA's cache keys include the cache's path.
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'compilation_cache'))
   _default_data_dir(config, workdir)
+  if mode in ('train', 'eval'):
+    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    split = config.dataset.eval_split
+    config_checks.check_eval_crop_fits(
+        config, datasets.largest_image_size(config.dataset, split),
+        f'{config.dataset.name} {split}')
+  if mode == 'train' and not jax.config.jax_compilation_cache_dir:
+    # Recompiling the same step after a restart (preemption, resume) is free. Only
+    # for training: the cache holds compiled code, and eval/predict/export only read
+    # a workdir (which may come from elsewhere). A cache the user chose
+    # (JAX_COMPILATION_CACHE_DIR) is kept: XLA's cache keys include its path.
+    jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'compilation_cache'))
   logging.info('Config:\n%s', config)
   checkpoints = checkpointing.checkpoint_dir(workdir)
   results = os.path.join(workdir, evaluate.RESULTS_FILE)
 
-  if FLAGS.mode == 'train':
+  if mode == 'train':
     state = train.train_and_evaluate(config, workdir)
     step = int(jax.device_get(state.step))
     done = (f'Trained to step {step}.' if step >= config.num_train_steps else
@@ -99,7 +225,7 @@ def main(argv):
              f'  eval results:     {results}',
              f'  eval images:      {os.path.join(workdir, evaluate.IMAGES_SUBDIR)}',
              f'  dataset:          {config.dataset.data_dir or "TFDS default data dir"}'])
-  elif FLAGS.mode == 'eval':
+  elif mode == 'eval':
     scores = evaluate.evaluate_checkpoints(config, workdir, continuous=FLAGS.continuous)
     _report([f'Mean IoU {scores["mean_iou"]:.4f}, pixel accuracy '
              f'{scores["pixel_accuracy"]:.4f} at step {scores["step"]} '
@@ -107,23 +233,16 @@ def main(argv):
              f'  eval results:     {results}',
              f'  eval images:      {os.path.join(workdir, evaluate.IMAGES_SUBDIR)}',
              f'  TensorBoard:      tensorboard --logdir={os.path.join(workdir, "eval")}'])
-  elif FLAGS.mode == 'predict':
-    if not FLAGS.images:
-      raise app.UsageError('--mode=predict needs --images=PATH_OR_GLOB.')
+  elif mode == 'predict':
     output = os.path.abspath(FLAGS.output or os.path.join(workdir, 'predictions'))
     written = predict.predict_images(config, workdir, FLAGS.images, output,
                                      cityscapes_label_ids=FLAGS.cityscapes_label_ids)
-    _report([f'Wrote {len(written) // 2} label PNGs and overlays to {output}.'])
-  elif FLAGS.mode == 'convert':
-    if not FLAGS.tf_checkpoint:
-      raise app.UsageError('--mode=convert needs --tf_checkpoint=PREFIX.')
+    _report([f'Wrote {written.summary()} to {output} (checkpoint of step {written.step}).'])
+  elif mode == 'convert':
     path = checkpointing.convert_tf_checkpoint(config, workdir, FLAGS.tf_checkpoint)
     _report([f'Converted {FLAGS.tf_checkpoint} into the Orbax checkpoint {path}.',
              f'  evaluate:  python main.py --config=... --workdir={workdir} --mode=eval'])
-
-  elif FLAGS.mode == 'export':
-    if not FLAGS.output:
-      raise app.UsageError('--mode=export needs --output=DIR.')
+  elif mode == 'export':
     from deeplab_jax import export  # pylint: disable=g-import-not-at-top
     output = os.path.abspath(FLAGS.output)
     export.export_from_workdir(config, workdir, output, resize_long_side=FLAGS.resize_long_side,
@@ -136,4 +255,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

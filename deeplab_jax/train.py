@@ -150,26 +150,33 @@ def create_train_state(config, variables, mesh: Mesh) -> TrainState:
                     batch_stats=batch_stats, opt_state=opt_state)
 
 
+def init_checkpoint_kind(path: str) -> str:
+  """'tf' for a TF checkpoint prefix, 'orbax' for a folder of Orbax checkpoints."""
+  if os.path.exists(path + '.index') or glob.glob(path + '.data-*'):
+    return 'tf'
+  if checkpointing.find_checkpoint_dir(path) is not None:
+    return 'orbax'
+  raise FileNotFoundError(
+      f'config.init_checkpoint={path!r} is neither a TF checkpoint prefix (no {path}.index) '
+      'nor a directory with Orbax checkpoints.')
+
+
 def initialise_from_checkpoint(config, variables, mesh: Mesh):
   """Variables updated from `config.init_checkpoint` (a TF prefix or an Orbax dir)."""
   path = config.init_checkpoint
   if not path:
     return variables
   from deeplab_jax import checkpoint_import  # pylint: disable=g-import-not-at-top
-  if os.path.exists(path + '.index') or glob.glob(path + '.data-*'):
+  if init_checkpoint_kind(path) == 'tf':
     logging.info('Initialising from the TF checkpoint %s (last layer: %s).', path,
                  config.initialize_last_layer)
     loaded = checkpoint_import.import_tf_checkpoint(
         path, config, include_logits=config.initialize_last_layer, seed=config.seed)
-  elif checkpointing.find_checkpoint_dir(path) is not None:
+  else:
     logging.info('Initialising from the Orbax checkpoint in %s (last layer: %s).', path,
                  config.initialize_last_layer)
     loaded = checkpointing.load_variables_for_init(
         path, variables, include_logits=config.initialize_last_layer)
-  else:
-    raise FileNotFoundError(
-        f'config.init_checkpoint={path!r} is neither a TF checkpoint prefix (no {path}.index) '
-        'nor a directory with Orbax checkpoints.')
   return replicate({'params': loaded['params'], 'batch_stats': loaded.get('batch_stats', {})},
                    mesh)
 
@@ -244,31 +251,43 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
 
 # --- Preemption --------------------------------------------------------------
 
+class TrainingInterrupted(KeyboardInterrupt):
+  """Ctrl-C stopped training after a checkpoint of the step it reached was saved."""
+
+
 class PreemptionWatch:
-  """Remembers a SIGTERM (TPU preemption) so the loop can checkpoint and stop."""
+  """Remembers a SIGTERM (TPU preemption) or a Ctrl-C so the loop can checkpoint and stop.
+
+  A second Ctrl-C stops at once (KeyboardInterrupt): checkpoint writes are
+  atomic, so the newest complete checkpoint is still the one resumed from.
+  """
 
   def __init__(self):
-    self._requested = False
-    self._previous = None
+    self.signal = None  # The first signal received.
+    self._previous = {}
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
 
   def _handle(self, signum, frame):
     del frame
+    if signum == signal.SIGINT and self.signal == signal.SIGINT:
+      raise KeyboardInterrupt('interrupted twice: stopped without saving; the newest complete '
+                              'checkpoint is kept, rerun the same command to resume from it.')
     logging.warning('Received signal %d: saving a checkpoint, then stopping.', signum)
-    self._requested = True
+    self.signal = signum
 
   def requested(self) -> bool:
     """True on every host as soon as any host got the signal."""
     if jax.process_count() == 1:
-      return self._requested
-    flags = multihost_utils.process_allgather(np.asarray([self._requested]))
+      return self.signal is not None
+    flags = multihost_utils.process_allgather(np.asarray([self.signal is not None]))
     return bool(np.any(flags))
 
   def close(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
 
 # --- The loop ----------------------------------------------------------------
@@ -310,13 +329,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if train_source is None:
     from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
     datasets.check_num_classes(config)  # Fails now, not as a shape error later.
+  # The model is built before anything is written: a model that cannot be built
+  # leaves no half-made workdir behind.
+  variables = initial_variables(config, mesh)
+  state = create_train_state(config, variables, mesh)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     writer.write_hparams({k: v for k, v in flatten_config(config).items()})
-
   checkpoints = checkpointing.CheckpointManager(workdir, config.keep_checkpoints)
-  variables = initial_variables(config, mesh)
-  state = create_train_state(config, variables, mesh)
   restored = checkpoints.restore_latest(state)
   if restored is not None:
     state = restored
@@ -366,6 +386,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if save:
         checkpoints.save(state)
       if stop:
+        if preemption.signal == signal.SIGINT:
+          raise TrainingInterrupted(f'interrupted at step {step}: its checkpoint is saved in '
+                                    f'{checkpoints.directory}; rerun the same command to resume.')
         logging.warning('Stopped at step %d after a termination signal; the checkpoint is '
                         'saved, rerun the same command to resume.', step)
         break

@@ -253,17 +253,15 @@ def reference(runs):
           'losses': per_step_losses(runs.reference)}
 
 
-@pytest.fixture(scope='module')
-def preempted(runs, reference):
-  """A run SIGTERMed mid-training (only final and preemption checkpoints), then rerun."""
-  del reference  # Needed first: the data and the compilation cache.
-  workdir = os.path.join(runs.root, 'preempted')
+def signalled_then_rerun(runs, name, signum):
+  """A run sent `signum` mid-training (only final and signal checkpoints), then rerun."""
+  workdir = os.path.join(runs.root, name)
   flags = ['--config.checkpoint_every_steps=1000']  # No periodic checkpoint to fall back on.
   process = runs.start(workdir, *flags)
   try:
     # CLU logs "[2] cross_entropy=..." once step 2 is done: send the signal mid-training.
     wait_for(process, lambda: STEP_2_LOGGED.search(read(process.log)), 'step 2 was logged')
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     returncode = process.wait(TIMEOUT)
   finally:
     stop(process)
@@ -272,6 +270,18 @@ def preempted(runs, reference):
   second = runs.run(workdir, *flags)
   return {'workdir': workdir, 'returncode': returncode, 'first': first,
           'after_signal': after_signal, 'second': second}
+
+
+@pytest.fixture(scope='module')
+def preempted(runs, reference):
+  del reference  # Needed first: the data and the compilation cache.
+  return signalled_then_rerun(runs, 'preempted', signal.SIGTERM)
+
+
+@pytest.fixture(scope='module')
+def interrupted(runs, reference):
+  del reference
+  return signalled_then_rerun(runs, 'interrupted', signal.SIGINT)
 
 
 @pytest.fixture(scope='module')
@@ -396,6 +406,64 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_matches(preempted, r
   assert_bitwise_equal(reference['state'], state)
 
 
+def test_ctrl_c_checkpoints_the_current_step_says_so_in_one_line_and_the_rerun_matches(
+    interrupted, reference):
+  """Ctrl-C (SIGINT) saves like SIGTERM, then exits 130 with one line, no traceback."""
+  first = interrupted['first']
+  assert interrupted['returncode'] == 130, first[-3000:]
+  assert 'Traceback' not in first and 'KeyboardInterrupt' not in first
+  stopped = re.findall(r'^main.py: interrupted at step (\d+): its checkpoint is saved in (.+); '
+                       r'rerun the same command to resume.$', first, re.MULTILINE)
+  assert len(stopped) == 1, first[-3000:]
+  step = int(stopped[0][0])
+  assert 2 <= step < NUM_STEPS
+  assert stopped[0][1] == os.path.join(interrupted['workdir'], 'checkpoints')
+  assert interrupted['after_signal'] == [step]
+  assert resumed_step(interrupted['second']) == step
+  final_step, state = final_state(interrupted['workdir'])
+  assert final_step == NUM_STEPS
+  assert_bitwise_equal(reference['state'], state)
+
+
+def damage(workdir, step):
+  """Truncates the largest file of a checkpoint's parameters (as a full disk might)."""
+  files = glob.glob(os.path.join(workdir, 'checkpoints', str(step), 'params', '**', '*'),
+                    recursive=True)
+  largest = max((f for f in files if os.path.isfile(f)), key=os.path.getsize)
+  with open(largest, 'r+b') as f:
+    f.truncate(os.path.getsize(largest) // 2)
+
+
+def test_a_damaged_checkpoint_is_moved_aside_and_saved_again(runs, reference, tmp_path):
+  """Issue 16: a damaged newest step used to stay the "latest" (the rerun skipped
+  saving it because its folder existed), so eval/predict/export silently used
+  an older step; and with every step damaged nothing was saved again."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  workdir = os.path.join(runs.root, 'damaged')
+  shutil.copytree(runs.reference, workdir, ignore=shutil.ignore_patterns('compilation_cache'))
+  steps = complete_steps(workdir)
+  assert steps[-1] == NUM_STEPS and len(steps) == 2  # The quickstart keeps two.
+  flags = ['--config.checkpoint_every_steps=1']
+
+  damage(workdir, NUM_STEPS)
+  log = runs.run(workdir, *flags)
+  assert resumed_step(log) == steps[0]
+  assert f'Moved the damaged checkpoint of step {NUM_STEPS}' in log
+  assert f'Trained to step {NUM_STEPS}.' in log
+  assert complete_steps(workdir) == steps
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', f'{NUM_STEPS}.damaged'))
+  assert_bitwise_equal(reference['state'], final_state(workdir)[1])
+
+  for step in steps:
+    damage(workdir, step)
+  log = runs.run(workdir, *flags)
+  assert resumed_step(log) == 0  # Nothing readable left: from the start, saving as it goes.
+  assert complete_steps(workdir) == steps
+  assert_bitwise_equal(reference['state'], final_state(workdir)[1])
+  log = runs.run(workdir, '--mode=eval')
+  assert f'at step {NUM_STEPS} (2 images)' in log
+
+
 def test_same_config_and_seed_give_identical_per_step_losses(reference, preempted, killed):
   """Per-step training losses (float32 from the TensorBoard events) are identical.
 
@@ -473,6 +541,19 @@ def test_convert_then_eval_end_to_end(runs, reference, tmp_path):
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     results = json.load(f)
   assert results['step'] == 0 and results['num_images'] == 2
+
+  # Converting into a workdir that has training checkpoints is refused: eval,
+  # predict and export would go on using the newest training step.
+  trained = os.path.join(runs.root, 'trained_then_converted')
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(os.path.join(runs.reference, 'checkpoints'),
+                  os.path.join(trained, 'checkpoints'))
+  before = complete_steps(trained)
+  process = runs.start(trained, '--mode=convert', f'--tf_checkpoint={prefix}')
+  assert process.wait(TIMEOUT) == 1
+  log = read(process.log)
+  assert f'already has checkpoints (steps {before})' in log and 'Traceback' not in log
+  assert complete_steps(trained) == before
 
 
 # --- Static: no pickle anywhere near checkpoints or data -----------------------------
