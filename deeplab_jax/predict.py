@@ -5,12 +5,17 @@
 larger than the crop is first resized to fit it (aspect kept), and its labels
 are resized back to the original size with nearest neighbour. Outputs per input `<stem>`:
 `<stem>.png` (class ids, palette PNG in the dataset's colormap; label ids as a
-grayscale PNG with `cityscapes_label_ids`) and `<stem>_overlay.png`.
+grayscale PNG with `cityscapes_label_ids`, and then no overlays) and
+`overlays/<stem>.png`, plus `prediction_info.json` listing them.
+
+No output ever overwrites an input, another output, or a file that an
+earlier prediction did not write: such a run is refused before it writes.
 """
 
 import glob
+import json
 import os
-from typing import List
+from typing import List, NamedTuple, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -20,6 +25,9 @@ from deeplab_jax import colormaps
 from deeplab_jax import visualize
 from deeplab_jax.predictor import Predictor
 
+OVERLAY_SUBDIR = 'overlays'
+# Lists what predictions wrote into a folder: a rerun may overwrite those, and nothing else.
+INFO_FILE = 'prediction_info.json'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
 
 
@@ -47,32 +55,103 @@ def read_image(path: str) -> np.ndarray:
     raise ValueError(f'{path}: cannot read this file as an image ({e}).') from e
 
 
+class Written(NamedTuple):
+  """What `predict_images` wrote."""
+  labels: List[str]
+  overlays: List[str]
+  step: Optional[int]  # The checkpoint's step.
+
+  def summary(self) -> str:
+    overlays = f' and {len(self.overlays)} overlays' if self.overlays else ''
+    return f'{len(self.labels)} label PNGs{overlays}'
+
+
+def _previous_outputs(output: str) -> set:
+  """Files an earlier prediction into `output` wrote (its INFO_FILE lists them)."""
+  path = os.path.join(output, INFO_FILE)
+  if not os.path.isfile(path):
+    return set()
+  try:
+    with open(path) as f:
+      return {os.path.join(output, name) for name in json.load(f)['files']}
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise ValueError(f'{path} is not a readable prediction record ({error}); choose another '
+                     '--output, or remove the folder if its files are not needed.') from error
+
+
+def plan_outputs(paths: Sequence[str], output: str, *, with_overlays: bool = True):
+  """[(input, label path, overlay path or None)]; refuses any output that would
+  overwrite an input, another output, or a file an earlier prediction did not write."""
+  if os.path.exists(output) and not os.path.isdir(output):
+    raise ValueError(f'--output={output} is a file, not a folder.')
+  inputs = {os.path.realpath(p): p for p in paths}
+  ours = _previous_outputs(output)
+  plan, claimed = [], {}
+  for path in paths:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    outputs = [os.path.join(output, stem + '.png')]
+    if with_overlays:
+      outputs.append(os.path.join(output, OVERLAY_SUBDIR, stem + '.png'))
+    for target in outputs:
+      real = os.path.realpath(target)
+      if real in inputs:
+        raise ValueError(f'{target} would overwrite the input image {inputs[real]}: choose an '
+                         '--output folder that holds none of the --images.')
+      if real in claimed:
+        raise ValueError(f'{claimed[real]} and {path} would both be written as {target} (same '
+                         'name up to the extension): rename one, or predict them separately.')
+      if os.path.exists(target) and target not in ours:
+        raise ValueError(f'{target} exists and was not written by an earlier prediction: '
+                         'choose an empty or new --output folder.')
+      claimed[real] = path
+    plan.append((path, outputs[0], outputs[1] if with_overlays else None))
+  return plan
+
+
+def _write_record(output: str, plan, step) -> None:
+  """Lists the files this run (and earlier ones) write, before any is written."""
+  files = _previous_outputs(output) | {p for _, *targets in plan for p in targets if p}
+  record = {'step': step, 'files': sorted(os.path.relpath(p, output) for p in files)}
+  path = os.path.join(output, INFO_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(record, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
 def predict_images(config, workdir: str, images: str, output: str, *,
-                   cityscapes_label_ids: bool = False) -> List[str]:
-  """Writes label PNGs and overlays of `images` into `output`; returns the paths."""
+                   cityscapes_label_ids: bool = False) -> Written:
+  """Writes label PNGs (and overlays) of `images` into `output`.
+
+  With `cityscapes_label_ids` only the label-id PNGs are written: the official
+  evaluator reads every PNG under its results folder.
+  """
   from deeplab_jax import evaluate  # pylint: disable=g-import-not-at-top
   paths = find_images(images)
   for path in paths:  # Fail before the model loads, naming the bad file.
     if not os.access(path, os.R_OK):
       raise PermissionError(f'{path}: not readable.')
+  output = os.path.abspath(output)
+  plan = plan_outputs(paths, output, with_overlays=not cityscapes_label_ids)
   predictor = Predictor.from_workdir(config, workdir)
-  logging.info('Predicting %d images with the checkpoint of step %s.', len(paths),
-               predictor.info.get('step'))
+  step = predictor.info.get('step')
+  logging.info('Predicting %d images with the checkpoint of step %s.', len(paths), step)
   _, colormap = evaluate.dataset_info(config)
-  os.makedirs(output, exist_ok=True)
-  written = []
-  for path in paths:
+  os.makedirs(os.path.join(output, OVERLAY_SUBDIR) if not cityscapes_label_ids else output,
+              exist_ok=True)
+  _write_record(output, plan, step)
+  written = Written([], [], step)
+  for index, (path, label_path, overlay_path) in enumerate(plan):
     image = read_image(path)
     labels = predictor.predict(image)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    label_path = os.path.join(output, stem + '.png')
     if cityscapes_label_ids:
       # Grayscale label ids, the format of the Cityscapes evaluation server.
       Image.fromarray(colormaps.cityscapes_train_id_to_label_id(labels).astype(np.uint8)).save(
           label_path)
     else:
       visualize.save_label_png(label_path, labels, colormap)
-    overlay_path = os.path.join(output, stem + '_overlay.png')
-    Image.fromarray(visualize.overlay(image, labels, colormap)).save(overlay_path)
-    written += [label_path, overlay_path]
+      Image.fromarray(visualize.overlay(image, labels, colormap)).save(overlay_path)
+      written.overlays.append(overlay_path)
+    written.labels.append(label_path)
+    if (index + 1) % 50 == 0:
+      logging.info('Predicted %d of %d images.', index + 1, len(plan))
   return written

@@ -12,10 +12,11 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_main(workdir, *flags, expect_ok=True):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
-             JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, '..', 'xla_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+def run_main(workdir, *flags, expect_ok=True, shared_cache=True):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  if shared_cache:  # Else main.py's default: <workdir>/compilation_cache when training.
+    env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(workdir, '..', 'xla_cache')
   command = [sys.executable, os.path.join(REPO, 'main.py'),
              '--config=' + os.path.join(REPO, 'configs', 'quickstart.py') + ':tiny',
              '--workdir=' + workdir, '--config.num_train_steps=2',
@@ -72,12 +73,13 @@ def test_predict_mode_writes_labels_at_the_input_size(trained_workdir, tmp_path)
       images / 'large.jpg')
   output = tmp_path / 'out'
   run_main(workdir, '--mode=predict', f'--images={images}/*', f'--output={output}')
-  assert sorted(os.listdir(output)) == ['large.png', 'large_overlay.png', 'small.png',
-                                        'small_overlay.png']
+  assert sorted(os.listdir(output)) == ['large.png', 'overlays', 'prediction_info.json',
+                                        'small.png']
+  assert sorted(os.listdir(output / 'overlays')) == ['large.png', 'small.png']
   with Image.open(output / 'large.png') as labels:
     assert labels.mode == 'P' and labels.size == (300, 200)
     assert np.asarray(labels).max() < 6
-  with Image.open(output / 'small_overlay.png') as overlay:
+  with Image.open(output / 'overlays' / 'small.png') as overlay:
     assert overlay.size == (70, 50) and overlay.mode == 'RGB'
 
   (images / 'broken.png').write_bytes(b'not an image')
@@ -85,3 +87,84 @@ def test_predict_mode_writes_labels_at_the_input_size(trained_workdir, tmp_path)
                     f'--output={output}', expect_ok=False)
   assert result.returncode != 0
   assert 'broken.png: cannot read this file as an image' in result.stderr
+
+
+def files_and_bytes(folder):
+  return {os.path.relpath(os.path.join(parent, name), folder):
+          open(os.path.join(parent, name), 'rb').read()
+          for parent, _, names in os.walk(folder) for name in names}
+
+
+def test_predict_never_overwrites_inputs_or_files_it_did_not_write(trained_workdir, tmp_path):
+  """Issue 16: predicting into the photos' own folder, colliding names, and a
+  folder holding someone else's files are refused before anything is written."""
+  workdir, _ = trained_workdir
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  rng = np.random.default_rng(1)
+  for name in ('cat.png', 'dog.jpg'):
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(photos / name)
+  before = files_and_bytes(photos)
+
+  # The label of cat.png would be photos/cat.png: the photo itself.
+  result = run_main(workdir, '--mode=predict', f'--images={photos}', f'--output={photos}',
+                    expect_ok=False)
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  assert f'would overwrite the input image {photos}/cat.png' in result.stderr
+  assert files_and_bytes(photos) == before
+
+  # cat.jpg and cat.png would both be written as cat.png.
+  Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(photos / 'cat.jpg')
+  output = tmp_path / 'out'
+  result = run_main(workdir, '--mode=predict', f'--images={photos}', f'--output={output}',
+                    expect_ok=False)
+  assert result.returncode == 1 and 'would both be written as' in result.stderr
+  assert not output.exists()
+  os.remove(photos / 'cat.jpg')
+
+  # A photo named like another's overlay: overlays have their own folder.
+  Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(
+      photos / 'dog_overlay.png')
+  run_main(workdir, '--mode=predict', f'--images={photos}', f'--output={output}')
+  names = ['cat.png', 'dog.png', 'dog_overlay.png']
+  assert sorted(os.listdir(output / 'overlays')) == names
+  assert sorted(n for n in os.listdir(output) if n.endswith('.png')) == names
+  # Running again into the same folder replaces its own outputs...
+  run_main(workdir, '--mode=predict', f'--images={photos}', f'--output={output}')
+  # ...but not a file someone else put where an output would go.
+  Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(photos / 'bird.jpg')
+  (output / 'bird.png').write_bytes(b'my notes')
+  result = run_main(workdir, '--mode=predict', f'--images={photos}', f'--output={output}',
+                    expect_ok=False)
+  assert result.returncode == 1 and f'{output}/bird.png exists and was not written by' in (
+      result.stderr)
+  assert (output / 'bird.png').read_bytes() == b'my notes'
+
+
+def test_cityscapes_label_ids_are_the_only_pngs_written(trained_workdir, tmp_path):
+  """The official evaluator reads every PNG under its results folder: no overlays there."""
+  workdir, _ = trained_workdir
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(
+      photos / 'frankfurt_000000_000294_leftImg8bit.png')
+  output = tmp_path / 'results'
+  result = run_main(workdir, '--mode=predict', f'--images={photos}', f'--output={output}',
+                    '--cityscapes_label_ids')
+  assert sorted(os.listdir(output)) == ['frankfurt_000000_000294_leftImg8bit.png',
+                                        'prediction_info.json']
+  assert 'Wrote 1 label PNGs to' in result.stdout
+
+
+def test_eval_and_predict_leave_the_workdir_they_read_unchanged_but_for_results(
+    trained_workdir, tmp_path):
+  """Issue 16: they wrote compiled code into `<workdir>/compilation_cache` and
+  loaded it from there, so a workdir from elsewhere was code that ran."""
+  workdir, _ = trained_workdir
+  checkpoints = files_and_bytes(os.path.join(workdir, 'checkpoints'))
+  Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / 'photo.png')
+  run_main(workdir, '--mode=eval', shared_cache=False)
+  run_main(workdir, '--mode=predict', f'--images={tmp_path}/photo.png',
+           f'--output={tmp_path}/out', shared_cache=False)
+  assert not os.path.exists(os.path.join(workdir, 'compilation_cache'))
+  assert files_and_bytes(os.path.join(workdir, 'checkpoints')) == checkpoints
