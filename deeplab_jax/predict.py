@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from deeplab_jax import colormaps
+from deeplab_jax import image_files
 from deeplab_jax import visualize
 from deeplab_jax.predictor import Predictor
 
@@ -38,15 +39,6 @@ def find_images(pattern: str) -> List[str]:
   return sorted(paths)
 
 
-def read_image(path: str) -> np.ndarray:
-  """uint8 RGB [H, W, 3]; a clear error naming the file if it is not an image."""
-  try:
-    with Image.open(path) as picture:
-      return np.array(picture.convert('RGB'), np.uint8)
-  except (OSError, ValueError, SyntaxError) as e:
-    raise ValueError(f'{path}: cannot read this file as an image ({e}).') from e
-
-
 def predict_images(config, workdir: str, images: str, output: str, *,
                    cityscapes_label_ids: bool = False) -> List[str]:
   """Writes label PNGs and overlays of `images` into `output`; returns the paths."""
@@ -62,7 +54,7 @@ def predict_images(config, workdir: str, images: str, output: str, *,
   os.makedirs(output, exist_ok=True)
   written = []
   for path in paths:
-    image = read_image(path)
+    image = image_files.read_rgb(path)
     labels = predictor.predict(image)
     stem = os.path.splitext(os.path.basename(path))[0]
     label_path = os.path.join(output, stem + '.png')

@@ -7,7 +7,10 @@ import sys
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 import pytest
+
+from deeplab_jax import colormaps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,3 +88,32 @@ def test_predict_mode_writes_labels_at_the_input_size(trained_workdir, tmp_path)
                     f'--output={output}', expect_ok=False)
   assert result.returncode != 0
   assert 'broken.png: cannot read this file as an image' in result.stderr
+
+
+def test_predict_reads_phone_photos_upright_and_16_bit_scans(trained_workdir, tmp_path):
+  workdir, _ = trained_workdir
+  images = tmp_path / 'images'
+  images.mkdir()
+  # Stored 70 wide and 50 high, tagged "turn 90 degrees clockwise to view".
+  tags = Image.Exif()
+  tags[0x0112] = 6
+  Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(
+      images / 'phone.jpg', exif=tags.tobytes())
+  gradient = np.tile(np.linspace(0, 65535, 40).astype(np.uint16), (30, 1))
+  Image.fromarray(gradient).save(images / 'scan.png')  # 16-bit grey.
+  output = tmp_path / 'out'
+  run_main(workdir, '--mode=predict', f'--images={images}', f'--output={output}')
+
+  def image_under_overlay(stem):
+    """The image an overlay was blended from: overlay = (image + label colour) / 2."""
+    with Image.open(output / f'{stem}.png') as labels, \
+         Image.open(output / f'{stem}_overlay.png') as overlay:
+      colours = colormaps.colorize(np.asarray(labels), 'pascal').astype(int)
+      return 2 * np.asarray(overlay).astype(int) - colours
+
+  with Image.open(images / 'phone.jpg') as stored:
+    upright = np.asarray(ImageOps.exif_transpose(stored).convert('RGB')).astype(int)
+  assert upright.shape == (70, 50, 3)
+  assert np.abs(image_under_overlay('phone') - upright).max() <= 1
+  scan = np.repeat(np.round(gradient / 257)[..., None], 3, axis=2)
+  assert np.abs(image_under_overlay('scan') - scan).max() <= 1
