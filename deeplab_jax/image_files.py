@@ -58,7 +58,7 @@ class ImageHeader(NamedTuple):
 
 
 class DecodedImage(NamedTuple):
-  pixels: np.ndarray  # uint8 [H, W, 3], upright.
+  pixels: np.ndarray  # Upright; uint8 [H, W, 3] from read_image.
   mode: str  # The file's mode before conversion to RGB.
   orientation: int  # The EXIF orientation applied; 1 when none.
 
@@ -91,22 +91,6 @@ def read_header(path: str) -> ImageHeader:
   return ImageHeader(width, height, mode, orientation)
 
 
-def load_upright(path: str) -> Tuple[Image.Image, int]:
-  """(the fully decoded picture turned upright, its EXIF orientation).
-
-  The mode is unchanged (a label keeps its class ids, palette or not).
-  """
-  try:
-    with Image.open(path) as image:
-      orientation = _orientation(image)
-      image.load()  # Decodes fully: truncated data fail here.
-      if orientation in _UPRIGHT:
-        return image.transpose(_UPRIGHT[orientation]), orientation
-      return image.copy(), orientation
-  except Exception as error:  # pylint: disable=broad-except  (Pillow raises many types)
-    raise UnreadableImageError(path, str(error) or type(error).__name__) from error
-
-
 def _to_rgb(path: str, image: Image.Image) -> np.ndarray:
   mode = image.mode
   if is_16_bit(mode) or mode == 'F':
@@ -131,12 +115,36 @@ def _to_rgb(path: str, image: Image.Image) -> np.ndarray:
   return np.asarray(image, dtype=np.uint8)
 
 
+def _decode(path: str, to_array) -> DecodedImage:
+  """Decodes fully, turns upright, and makes the array inside the open file."""
+  try:
+    with Image.open(path) as image:
+      orientation = _orientation(image)
+      image.load()  # Decodes fully: truncated data fail here.
+      mode = image.mode
+      if orientation in _UPRIGHT:
+        image = image.transpose(_UPRIGHT[orientation])
+      return DecodedImage(to_array(path, image), mode, orientation)
+  except UnreadableImageError:
+    raise
+  except Exception as error:  # pylint: disable=broad-except  (Pillow raises many types)
+    raise UnreadableImageError(path, str(error) or type(error).__name__) from error
+
+
 def read_image(path: str) -> DecodedImage:
   """The file's pixels as uint8 RGB [H, W, 3], upright, with what was applied."""
-  image, orientation = load_upright(path)
-  return DecodedImage(_to_rgb(path, image), image.mode, orientation)
+  return _decode(path, _to_rgb)
 
 
 def read_rgb(path: str) -> np.ndarray:
   """uint8 RGB [H, W, 3] of an image file, upright; raises naming the file."""
   return read_image(path).pixels
+
+
+def read_stored_values(path: str) -> DecodedImage:
+  """The pixel values as stored (palette indices, not colours), upright.
+
+  For label PNGs of class ids: [H, W] in the file's mode's dtype, or
+  [H, W, C] for a colour file (which the caller refuses, seeing `mode`).
+  """
+  return _decode(path, lambda _, image: np.asarray(image))

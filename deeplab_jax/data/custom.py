@@ -217,14 +217,14 @@ def read_image(path: str) -> np.ndarray:
 def read_label(path: str) -> np.ndarray:
   """Class ids as uint8 [H, W, 1] (palette indices, never colours), upright."""
   try:
-    image, _ = image_files.load_upright(path)
+    label = image_files.read_stored_values(path)
   except image_files.UnreadableImageError as error:
     raise DataProblem(
         CORRUPT_LABEL, path,
         f'Custom dataset: unreadable or corrupt label {path} ({error.reason}).'
     ) from (error.__cause__ or error)
-  _check_label_mode(path, image.mode)
-  ids = np.asarray(image)
+  _check_label_mode(path, label.mode)
+  ids = label.pixels
   if ids.size and ids.max() > 255:
     raise DataProblem(LABEL_VALUES, path,
                       f'Custom dataset: label {path} has values up to '
