@@ -20,7 +20,7 @@ of them see the same pixels:
 Needs only Pillow and NumPy (predicting must not need TensorFlow).
 """
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
