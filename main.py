@@ -198,8 +198,9 @@ def _main():
     from deeplab_jax.data import check  # pylint: disable=g-import-not-at-top
     raise SystemExit(check.run_check_data(config))
   _default_data_dir(config, workdir)
+  from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  datasets.resolve_num_classes(config)  # Logs the count it takes from the data, and why.
   if mode in ('train', 'eval'):
-    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
     split = config.dataset.eval_split
     config_checks.check_eval_crop_fits(
         config, datasets.largest_image_size(config.dataset, split),

@@ -1,19 +1,19 @@
 """DeepLab on your own folder of images and class-id label PNGs.
 
   python main.py --config=configs/custom.py \
-      --config.dataset.data_dir=/path/to/DIR --config.model.num_classes=N
+      --config.dataset.data_dir=/path/to/DIR --workdir=runs/mine
 
 DIR holds `images/{train,val}/<stem>.jpg|png`, `labels/{train,val}/<stem>.png`
 (one channel, pixel value = class id, 255 = ignore) and optionally
 `classes.txt`, one class name per line, line i naming class id i.
 
-`config.model.num_classes` must equal the dataset's number of classes: the
-number of names in classes.txt, or, without that file, 1 + the largest class
-id found in labels/train. The config cannot read DIR itself (the folder is
-only known once the flags are parsed), so it starts as None and the trainer's
-startup check `datasets.check_num_classes(config)` refuses to run until it is
-set to the right N, saying which N that is. When fine-tuning a checkpoint
-trained with another number of classes, also pass
+`config.model.num_classes` is left unset: at startup
+`datasets.resolve_num_classes(config)` takes it from the data (the number of
+names in classes.txt, or, without that file, 1 + the largest class id in
+labels/train) and logs which and why. A count given with
+`--config.model.num_classes=N` that disagrees is refused; give it to predict
+or export on a machine without DIR. When fine-tuning a checkpoint trained
+with another number of classes, also pass
 `--config.initialize_last_layer=False --config.last_layers_contain_logits_only=True`.
 
 Check the folder before training: `--mode=check_data` lists every problem in
@@ -37,7 +37,7 @@ def get_config(arg=None):
   config.model.output_stride = 16
   config.model.atrous_rates = ()
   config.model.decoder_output_stride = 4
-  # Set from the command line to the folder's class count (see above).
+  # None: taken from the data at startup (see above).
   config.model.num_classes = ml_collections.FieldReference(None, field_type=int)
   config.dataset.name = 'custom'
   config.dataset.train_split = 'train'

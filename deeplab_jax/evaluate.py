@@ -63,7 +63,7 @@ def dataset_info(config):
     info = datasets.get_dataset_info(config.dataset)
     names = getattr(info, 'class_names', None)
     colormap = getattr(info, 'colormap', None) or colormap
-  except (ImportError, KeyError, ValueError) as e:
+  except (ImportError, KeyError, ValueError, OSError) as e:  # OSError: data not here.
     logging.warning('No dataset info for %r (%s); naming classes by index.',
                     config.dataset.name, e)
   if not names or len(names) != num_classes:

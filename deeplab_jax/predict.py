@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from deeplab_jax import colormaps
+from deeplab_jax import image_files
 from deeplab_jax import visualize
 from deeplab_jax.predictor import Predictor
 
@@ -44,15 +45,6 @@ def find_images(pattern: str) -> List[str]:
   if not paths:
     raise FileNotFoundError(f'--images={pattern!r}: no such file, and no image files match it.')
   return sorted(paths)
-
-
-def read_image(path: str) -> np.ndarray:
-  """uint8 RGB [H, W, 3]; a clear error naming the file if it is not an image."""
-  try:
-    with Image.open(path) as picture:
-      return np.array(picture.convert('RGB'), np.uint8)
-  except (OSError, ValueError, SyntaxError) as e:
-    raise ValueError(f'{path}: cannot read this file as an image ({e}).') from e
 
 
 class Written(NamedTuple):
@@ -141,7 +133,7 @@ def predict_images(config, workdir: str, images: str, output: str, *,
   _write_record(output, plan, step)
   written = Written([], [], step)
   for index, (path, label_path, overlay_path) in enumerate(plan):
-    image = read_image(path)
+    image = image_files.read_rgb(path)
     labels = predictor.predict(image)
     if cityscapes_label_ids:
       # Grayscale label ids, the format of the Cityscapes evaluation server.

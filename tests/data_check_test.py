@@ -2,6 +2,8 @@
 
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -13,6 +15,8 @@ from deeplab_jax import colormaps
 from deeplab_jax.data import check
 from deeplab_jax.data import datasets
 import data_ade20k_test
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CLASSES = ('background', 'road', 'tree')
 
@@ -143,11 +147,14 @@ def test_every_problem_is_found_in_one_scan(broken):
 
 
 def test_messages_say_what_and_how_to_fix(broken):
-  _, report = broken
+  root, report = broken
   assert 'truncated' in only(report, 'corrupt_image').message
   colour = only(report, 'colour_label')
   assert 'pascal palette' in colour.message and '[0, 15, 255]' in colour.message
-  assert "check.convert_colour_label(" in colour.fix and "'pascal'" in colour.fix
+  assert colour.fix.endswith(
+      "python -c 'import sys; from deeplab_jax.data import check; "
+      "check.convert_colour_label(sys.argv[1], \"pascal\")' "
+      f"{os.path.join(root, 'labels', 'train', 'colour.png')}")
   values = only(report, 'label_values')
   assert '7: 4 px, 128: 1 px' in values.message
   assert 'classes.txt' in values.fix
@@ -271,28 +278,83 @@ def test_grey_stored_as_rgb_and_eval_images_too_large(tmp_path):
   assert '--config.eval_crop_size="(33, 33)"' in too_large.fix
 
 
-def test_custom_config_and_num_classes_check(tmp_path, capsys):
+def test_num_classes_is_taken_from_the_data_or_checked(tmp_path, capsys,
+                                                       caplog):
   root = write_clean_folder(tmp_path)
   with open(os.path.join(root, 'classes.txt'), 'w') as f:
     f.write('\n'.join(CLASSES) + '\n')
   config = custom_config.get_config()
   config.dataset.data_dir = root
+  config.lock()  # As main.py's flags give it.
   assert config.model.num_classes is None
-  with pytest.raises(ValueError, match=r'num_classes is None, but .*classes\.txt '
-                     r'lists 3 class names\. Pass --config\.model\.num_classes=3'):
-    datasets.check_num_classes(config)
-  assert check.run_check_data(config) == 1
-  assert '--config.model.num_classes=3' in capsys.readouterr().out
-
-  config.model.num_classes = 3
-  assert datasets.check_num_classes(config).class_names == CLASSES
   assert check.run_check_data(config) == 0
   out = capsys.readouterr().out
   assert "Split 'train': 4 images" in out and 'OK: no errors' in out
+  assert 'num_classes is not set: training takes 3 from the data' in out
+
+  caplog.set_level('INFO')
+  info = datasets.resolve_num_classes(config)
+  assert config.model.num_classes == 3 and info.class_names == CLASSES
+  assert (f'num_classes was not set: using 3, since {root}/classes.txt lists 3 '
+          'class names') in caplog.text
+  assert datasets.check_num_classes(config) == info
 
   config.model.num_classes = 5
-  with pytest.raises(ValueError, match='num_classes is 5'):
+  message = (f'config.model.num_classes is 5, but {root}/classes.txt lists 3 '
+             'class names. Pass --config.model.num_classes=3, or leave it '
+             'unset to take it from the data.')
+  with pytest.raises(ValueError) as error:
+    datasets.resolve_num_classes(config)
+  assert str(error.value) == message
+  assert check.run_check_data(config) == 1
+  assert message in capsys.readouterr().out
+
+
+def test_num_classes_without_the_data_folder(tmp_path):
+  # Prediction and export may run where the custom data are not.
+  config = custom_config.get_config()
+  config.dataset.data_dir = os.fspath(tmp_path / 'not_here')
+  with pytest.raises(ValueError, match=r'num_classes is not set and cannot be '
+                     r'counted .*not_here/images does not exist\): pass '
+                     r'--config\.model\.num_classes=N'):
+    datasets.resolve_num_classes(config)
+  config.model.num_classes = 4
+  assert datasets.resolve_num_classes(config) is None
+  assert config.model.num_classes == 4
+  # Training needs the data itself.
+  with pytest.raises(FileNotFoundError, match='not_here/images does not exist'):
     datasets.check_num_classes(config)
+
+
+def test_a_stray_id_is_traced_to_its_mask(tmp_path):
+  def label(i):
+    ids = label_ids(24, 32, 1)
+    if i == 2:
+      ids[3, 4:6] = 9  # One slip of the brush.
+    return ids
+  root = write_clean_folder(tmp_path, label_for=label)
+  report = check.check_dataset(custom_dataset_config(root))
+  assert report.ok and report.num_classes == 10
+  stray = only(report, 'stray_class_id')
+  assert os.path.relpath(stray.path, root) == 'labels/train/train_2.png'
+  assert ('class id 9 makes num_classes 10 (there is no classes.txt), yet ids '
+          '[2, 3, 4, 5, 6, 7, 8] never occur; id 9 is only in 1 label: '
+          'train_2.png.') == stray.message
+  assert 'labels/train/train_2.png' in report.format()
+
+  report = check.check_dataset(custom_dataset_config(root), num_classes=2)
+  mismatch = only(report, 'num_classes')
+  assert mismatch.message == (
+      f'config.model.num_classes is 2, but the largest class id in {root}/'
+      'labels/train is 9 (there is no classes.txt), in train_2.png. Pass '
+      '--config.model.num_classes=10, or leave it unset to take it from the '
+      'data.')
+  config = custom_config.get_config()
+  config.dataset.data_dir = root
+  config.model.num_classes = 2
+  with pytest.raises(ValueError) as error:
+    datasets.resolve_num_classes(config)
+  assert str(error.value) == mismatch.message
 
 
 def test_prepared_tfds_dataset_is_scanned(tmp_path):
@@ -343,3 +405,32 @@ def test_missing_label_folder_jpeg_labels_and_missing_splits(tmp_path):
   assert problem.kind == 'layout' and 'nowhere/images does not exist' in (
       problem.message)
   assert 'NOT OK: fix the 1 error above' in report.format()
+
+
+def test_readme_command_passes_a_clean_folder_without_a_class_count(tmp_path):
+  root = write_clean_folder(tmp_path / 'data')
+  result = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/custom.py',
+       f'--config.dataset.data_dir={root}', '--mode=check_data'],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+  assert 'OK: no errors.' in result.stdout
+  assert 'training takes 3 from the data' in result.stdout
+
+
+def test_fix_commands_quote_file_names_for_the_shell(tmp_path):
+  root = write_clean_folder(tmp_path / 'data')
+  ids = label_ids(24, 32, object_id=15)
+  name = 'c$(touch PWNED) \'x\'.png'
+  write_image(os.path.join(root, 'images', 'train', name), image_pixels(0, 24, 32))
+  write_image(os.path.join(root, 'labels', 'train', name), voc_colour_mask(ids))
+  colour = only(check.check_dataset(custom_dataset_config(root)), 'colour_label')
+  command = colour.fix.split('one-channel PNG): ', 1)[1]
+  path = os.environ.get('PATH', '')
+  subprocess.run(['bash', '-c', command], cwd=tmp_path, check=True,
+                 env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2',
+                          PATH=os.path.dirname(sys.executable) + ':' + path))
+  assert not os.path.exists(tmp_path / 'PWNED')
+  with Image.open(os.path.join(root, 'labels', 'train', name)) as label:
+    np.testing.assert_array_equal(np.asarray(label), ids)

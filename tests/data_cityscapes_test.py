@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import pathlib
 import zipfile
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from configs import defaults
+from deeplab_jax.data import check
 from deeplab_jax.data import cityscapes
 
 HEIGHT, WIDTH = 1024, 2048  # TFDS fixes the Cityscapes image shape.
@@ -27,6 +30,13 @@ def raw_label(seed):
   """Vertical stripes that use every raw id 0..33, shifted per image."""
   columns = (np.arange(WIDTH) // 60 + seed) % 34
   return np.tile(columns.astype(np.uint8), (HEIGHT, 1))
+
+
+def withheld_label():
+  """A test-split label: the public archive has only void ids there."""
+  ids = np.zeros((HEIGHT, WIDTH), np.uint8)  # 'unlabeled'.
+  ids[-100:] = 1  # 'ego vehicle'.
+  return ids
 
 
 def left_image(seed):
@@ -57,7 +67,8 @@ def write_cityscapes_zips(manual_dir):
         left.writestr(f'leftImg8bit/{split}/{city}/{image_id}_leftImg8bit.png',
                       _png(left_image(seed), 'RGB'))
         prefix = f'gtFine/{split}/{city}/{image_id}_gtFine_'
-        gt.writestr(prefix + 'labelIds.png', _png(raw_label(seed), 'L'))
+        gt.writestr(prefix + 'labelIds.png', _png(
+            withheld_label() if split == 'test' else raw_label(seed), 'L'))
         gt.writestr(prefix + 'polygons.json', json.dumps(
             {'imgHeight': HEIGHT, 'imgWidth': WIDTH, 'objects': []}))
         seed += 1
@@ -120,3 +131,14 @@ def test_map_to_train_ids_sends_unknown_ids_to_ignore():
   mapped = cityscapes.map_to_train_ids(raw).numpy()
   assert mapped.dtype == np.uint8
   assert mapped.tolist() == [[255, 0, 1, 18, 255, 255, 255]]
+
+
+def test_check_data_notes_the_test_split_has_no_labels(prepared):
+  config = defaults.get_config().dataset
+  config.name = 'cityscapes'
+  config.data_dir = os.fspath(pathlib.Path(prepared.data_dir).parents[2])
+  report = check.check_dataset(config, splits=['test'])
+  assert report.ok and not report.problems, report.format()
+  assert report.splits['test'].num_read == 1
+  assert any(note.startswith("Split 'test' has no labels: every pixel of its 1 "
+                             'label is the ignore label 255') for note in report.notes)

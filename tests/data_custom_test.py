@@ -97,10 +97,24 @@ def test_jpeg_and_validation_alias(tmp_path):
   assert custom.count_images(root, 'val') == 2
 
 
-def test_infer_num_classes_without_classes_txt(tmp_path):
+def test_infer_num_classes_without_classes_txt_reads_the_labels_once(tmp_path):
   root = write_folder(tmp_path, classes=None)
   assert custom.read_class_names(root) is None
-  assert custom.infer_num_classes(root, 'train', ignore_label=255) == 3
+  labels = os.path.join(root, 'labels', 'train')
+  inferred = custom.infer_num_classes(root, 'train', ignore_label=255)
+  assert inferred == (3, (os.path.join(labels, 'street_01.png'),
+                          os.path.join(labels, 'street_03.png')))
+  # Garbled in place with its size and time kept: not decoded again.
+  path = os.path.join(labels, 'street_02.png')
+  stat = os.stat(path)
+  with open(path, 'wb') as f:
+    f.write(b'x' * stat.st_size)
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  assert custom.infer_num_classes(root, 'train', ignore_label=255) == inferred
+  # A changed file is read again.
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+  with pytest.raises(ValueError, match=r'unreadable or corrupt label .*street_02'):
+    custom.infer_num_classes(root, 'train', ignore_label=255)
 
 
 def test_shard_is_contiguous_and_even():

@@ -54,7 +54,8 @@ def test_custom_info_and_host_shards(tmp_path):
   assert info == datasets.DatasetInfo(
       name='custom', num_classes=3, ignore_label=255,
       class_names=data_custom_test.CLASSES, colormap='pascal',
-      splits={'train': 3, 'val': 1})
+      splits={'train': 3, 'val': 1},
+      classes_from=f'{root}/classes.txt lists 3 class names')
   assert datasets.num_examples(config, 'train') == 3
 
   shards = [datasets.load_split(config, 'train', process_index=i,
@@ -76,6 +77,9 @@ def test_custom_without_classes_txt_counts_classes_from_labels(tmp_path):
                                                   train_split='train'))
   assert info.num_classes == 3
   assert info.class_names == ('class_0', 'class_1', 'class_2')
+  assert info.classes_from == (
+      f'the largest class id in {root}/labels/train is 2 (there is no '
+      'classes.txt), in street_01.png, street_03.png')
 
 
 def test_custom_needs_its_folder():

@@ -7,7 +7,10 @@ import sys
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 import pytest
+
+from deeplab_jax import colormaps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -168,3 +171,32 @@ def test_eval_and_predict_leave_the_workdir_they_read_unchanged_but_for_results(
            f'--output={tmp_path}/out', shared_cache=False)
   assert not os.path.exists(os.path.join(workdir, 'compilation_cache'))
   assert files_and_bytes(os.path.join(workdir, 'checkpoints')) == checkpoints
+
+
+def test_predict_reads_phone_photos_upright_and_16_bit_scans(trained_workdir, tmp_path):
+  workdir, _ = trained_workdir
+  images = tmp_path / 'images'
+  images.mkdir()
+  # Stored 70 wide and 50 high, tagged "turn 90 degrees clockwise to view".
+  tags = Image.Exif()
+  tags[0x0112] = 6
+  Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(
+      images / 'phone.jpg', exif=tags.tobytes())
+  gradient = np.tile(np.linspace(0, 65535, 40).astype(np.uint16), (30, 1))
+  Image.fromarray(gradient).save(images / 'scan.png')  # 16-bit grey.
+  output = tmp_path / 'out'
+  run_main(workdir, '--mode=predict', f'--images={images}', f'--output={output}')
+
+  def image_under_overlay(stem):
+    """The image an overlay was blended from: overlay = (image + label colour) / 2."""
+    with Image.open(output / f'{stem}.png') as labels, \
+         Image.open(output / f'{stem}_overlay.png') as overlay:
+      colours = colormaps.colorize(np.asarray(labels), 'pascal').astype(int)
+      return 2 * np.asarray(overlay).astype(int) - colours
+
+  with Image.open(images / 'phone.jpg') as stored:
+    upright = np.asarray(ImageOps.exif_transpose(stored).convert('RGB')).astype(int)
+  assert upright.shape == (70, 50, 3)
+  assert np.abs(image_under_overlay('phone') - upright).max() <= 1
+  scan = np.repeat(np.round(gradient / 257)[..., None], 3, axis=2)
+  assert np.abs(image_under_overlay('scan') - scan).max() <= 1

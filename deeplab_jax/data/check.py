@@ -17,12 +17,14 @@ datasets it reads the prepared examples, preparing them first if needed.
 import dataclasses
 import functools
 import os
+import shlex
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
 from deeplab_jax import colormaps
+from deeplab_jax import image_files
 from deeplab_jax.data import custom
 from deeplab_jax.data import datasets
 from deeplab_jax.data import preprocessing
@@ -81,6 +83,9 @@ class Report:
   splits: Dict[str, SplitSummary] = dataclasses.field(default_factory=dict)
   problems: List[Problem] = dataclasses.field(default_factory=list)
   notes: List[str] = dataclasses.field(default_factory=list)
+  # Files read with a conversion: 'rotated_images', 'rotated_labels',
+  # '16_bit_images' -> their paths (reported as notes).
+  converted: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
   num_errors: int = 0  # All errors found, listed or not.
   num_warnings: int = 0
   max_problems: Optional[int] = None
@@ -208,9 +213,10 @@ def _diagnose_colour_label(path: str, ignore_label: int) -> Tuple[str, str]:
     class_ids = sorted({ids[int(c)] for c in colours})
     return (f'a colour mask (mode {mode}); its colours are the {palette} '
             f'palette\'s for class ids {class_ids[:_MAX_LISTED]}',
-            'convert to class ids, e.g. python -c "from deeplab_jax.data '
-            f'import check; check.convert_colour_label(\'{path}\', '
-            f'\'{palette}\')" (rewrites the file as a one-channel PNG).')
+            'convert to class ids (rewrites the file as a one-channel PNG): '
+            'python -c \'import sys; from deeplab_jax.data import check; '
+            f'check.convert_colour_label(sys.argv[1], "{palette}")\' '
+            f'{shlex.quote(path)}')
   return (f'a colour image (mode {mode}) with {len(colours)} colours ({shown}) '
           'that match no known palette',
           'map each colour to its class id and save one channel, e.g. '
@@ -257,20 +263,32 @@ def _missing_label_fix(image_path: str, label_path: str) -> str:
           f'{os.path.basename(image_path)} from the split.')
 
 
-def _scan_custom_pair(report, seen_list, split, pair, ignore_label):
-  summary = report.splits[split]
-  image = label = None
+def _read_custom_image(report, split, path, fix):
+  """The image as training reads it (None if it cannot be), noting conversions."""
   try:
-    image = custom.read_image(pair.image_path)
-    summary.add_size(*image.shape[:2])
-  except custom.DataProblem as error:
-    report.add(Problem(
-        ERROR, error.kind, split, pair.image_path,
-        f'unreadable or corrupt image ({error.__cause__ or error}).',
-        'replace it with an intact copy (re-export or re-download it), or '
-        'delete it together with its label.'))
+    decoded = image_files.read_image(path)
+  except image_files.UnreadableImageError as error:
+    report.add(Problem(ERROR, custom.CORRUPT_IMAGE, split, path,
+                       f'unreadable or corrupt image ({error.reason}).', fix))
+    return None
+  if decoded.orientation != 1:
+    report.converted.setdefault('rotated_images', []).append(path)
+  if image_files.is_16_bit(decoded.mode):
+    report.converted.setdefault('16_bit_images', []).append(path)
+  report.splits[split].add_size(*decoded.pixels.shape[:2])
+  return decoded
+
+
+def _scan_custom_pair(report, seen_list, split, pair, ignore_label):
+  label = None
+  image = _read_custom_image(
+      report, split, pair.image_path,
+      'replace it with an intact copy (re-export or re-download it), or '
+      'delete it together with its label.')
   try:
     label = custom.read_label(pair.label_path)
+    if image_files.read_header(pair.label_path).orientation != 1:
+      report.converted.setdefault('rotated_labels', []).append(pair.label_path)
   except custom.DataProblem as error:
     if error.kind == custom.COLOUR_LABEL:
       what, fix = _diagnose_colour_label(pair.label_path, ignore_label)
@@ -295,10 +313,14 @@ def _scan_custom_pair(report, seen_list, split, pair, ignore_label):
       report.add(Problem(ERROR, error.kind, split, error.path, str(error),
                          're-export the file.'))
       return
-    (ih, iw), (lh, lw) = image.shape[:2], label.shape[:2]
-    swapped = ((lh, lw) == (iw, ih))
-    hint = (' The sizes are swapped: is the image rotated by its EXIF '
-            'orientation, or the label transposed?' if swapped else '')
+    (ih, iw), (lh, lw) = image.pixels.shape[:2], label.shape[:2]
+    hint = ''
+    if (lh, lw) == (iw, ih):
+      hint = (' The sizes are swapped: the image carries an EXIF rotation '
+              '(applied, as viewers show it), so the label seems drawn on the '
+              'unrotated pixels; rotate it to match.'
+              if image.orientation != 1 else
+              ' The sizes are swapped: is the label transposed?')
     report.add(Problem(
         ERROR, error.kind, split, pair.label_path,
         f'is {lw}x{lh} (WxH) but its image {os.path.basename(pair.image_path)}'
@@ -309,7 +331,7 @@ def _scan_custom_pair(report, seen_list, split, pair, ignore_label):
         'Image.NEAREST).save(p).'))
     return
   _record_label(report, seen_list, split, pair.label_path,
-                image.shape[0], image.shape[1], label)
+                image.pixels.shape[0], image.pixels.shape[1], label)
 
 
 def _scan_custom(report, dataset_config, splits, ignore_label):
@@ -383,13 +405,8 @@ def _scan_custom(report, dataset_config, splits, ignore_label):
       _scan_custom_pair(report, seen, split, pair, ignore_label)
     # Only images with a label are read in full above.
     for image_path, _ in listing.missing_labels:
-      try:
-        report.splits[split].add_size(*custom.read_image(image_path).shape[:2])
-      except custom.DataProblem as error:
-        report.add(Problem(
-            ERROR, error.kind, split, image_path,
-            f'unreadable or corrupt image ({error.__cause__ or error}).',
-            'replace it with an intact copy, or delete it.'))
+      _read_custom_image(report, split, image_path,
+                         'replace it with an intact copy, or delete it.')
   return seen
 
 
@@ -480,8 +497,7 @@ def _check_values(report, seen, is_custom):
       if is_custom:
         fix = (f'map them to class ids 0..{num_classes - 1} or to the ignore '
                f'label {ignore}; if they are real classes, name them in '
-               f'{custom.CLASSES_FILE} (and set --config.model.num_classes to '
-               'match).')
+               f'{custom.CLASSES_FILE}.')
       else:
         fix = ('the prepared data do not match the dataset: delete the '
                'prepared dataset and prepare it again.')
@@ -491,12 +507,25 @@ def _check_values(report, seen, is_custom):
           f'the ignore label {ignore}: {shown}.', fix))
 
 
-def _check_ignore_and_background(report, seen):
+def _has_no_labels(report, summary) -> bool:
+  """Whether every pixel read of a split is the ignore label."""
+  pixels = summary.class_pixels
+  return bool(summary.num_read) and pixels.sum() == pixels[report.ignore_label]
+
+
+def _check_ignore_and_background(report, seen, train_split):
   ignore = report.ignore_label
   background = 0 if ignore != 0 else None
   for split, summary in report.splits.items():
     items = [s for s in seen if s.split == split]
     if not items:
+      continue
+    if split != train_split and _has_no_labels(report, summary):
+      report.notes.append(
+          f'Split {split!r} has no labels: every pixel of its '
+          f'{_plural(summary.num_read, "label")} is the ignore label {ignore} '
+          '(as in Cityscapes\' test split, whose labels are withheld). It can '
+          'be predicted on, not trained or evaluated on.')
       continue
     pixels = summary.class_pixels
     labelled = int(pixels.sum() - pixels[ignore])
@@ -547,7 +576,8 @@ def _check_ignore_and_background(report, seen):
 
 def _check_missing_classes(report, train_split, is_custom):
   for split, summary in report.splits.items():
-    if not summary.num_read:
+    if not summary.num_read or (split != train_split and
+                                _has_no_labels(report, summary)):
       continue
     missing = [c for c in range(report.num_classes)
                if c != report.ignore_label and summary.class_pixels[c] == 0]
@@ -607,11 +637,31 @@ def _check_crop_sizes(report, dataset_config, seen, train_split, eval_split,
           '--config.dataset.min_resize_value/max_resize_value so images fit.'))
 
 
+def _note_conversions(report):
+  """Notes what reading applied (as training and prediction apply it)."""
+  what = {
+      'rotated_images': ('EXIF rotation applied to {} (read upright, as '
+                         'viewers show them; labels must match that)', 'image'),
+      'rotated_labels': ('EXIF rotation applied to {}, as to images', 'label'),
+      '16_bit_images': ('16-bit values scaled by the bit depth to 0..255 in '
+                        '{}', 'image'),
+  }
+  for key, (text, noun) in what.items():
+    paths = report.converted.get(key)
+    if paths:
+      shown = ', '.join(_shown_path(report, p) for p in paths[:3])
+      report.notes.append(text.format(_plural(len(paths), noun))
+                          + f' (e.g. {shown}).')
+
+
 # --- Entry points ------------------------------------------------------------
 
 
-def _custom_classes(report, dataset_config, seen, train_split):
-  """Fills num_classes/class_names as the training code would find them."""
+def _custom_classes(report, seen, train_split) -> str:
+  """Fills num_classes/class_names as the training code would find them.
+
+  Returns where the count comes from, as `DatasetInfo.classes_from` says it.
+  """
   root = report.source
   try:
     names = custom.read_class_names(root)
@@ -625,22 +675,39 @@ def _custom_classes(report, dataset_config, seen, train_split):
     report.class_names = names
     report.num_classes = len(names)
     report.classes_from = custom.CLASSES_FILE
+    classes_file = os.path.join(root, custom.CLASSES_FILE)
     if report.ignore_label < len(names):
       report.add(Problem(
-          ERROR, 'classes_file', None, os.path.join(root, custom.CLASSES_FILE),
+          ERROR, 'classes_file', None, classes_file,
           f'lists {len(names)} classes, so the ignore label '
           f'{report.ignore_label} is a class id.',
           'use ids below the ignore label, or set --config.dataset.'
           'ignore_label above the last class id.'))
-    return
+    return f'{classes_file} lists {len(names)} class names'
   ignore = report.ignore_label
   basis = [s for s in seen if s.split == train_split] or seen
-  largest = max((int(v) for s in basis for v in s.values if v != ignore),
-                default=0)
+  present = {int(v) for s in basis for v in s.values if v != ignore}
+  largest = max(present, default=0)
   report.num_classes = largest + 1
   report.class_names = tuple(f'class_{i}' for i in range(largest + 1))
   report.classes_from = (f'1 + the largest id in {train_split!r} labels; no '
                          f'{custom.CLASSES_FILE}')
+  holders = [s.path for s in basis if largest in s.values]
+  absent = [i for i in range(largest) if i not in present]
+  if absent and holders:  # A stray id would set the class count.
+    names = ', '.join(os.path.basename(p) for p in holders[:_MAX_LISTED])
+    report.add(Problem(
+        WARNING, 'stray_class_id', train_split, holders[0],
+        f'class id {largest} makes num_classes {largest + 1} (there is no '
+        f'{custom.CLASSES_FILE}), yet ids {absent[:3 * _MAX_LISTED]} never '
+        f'occur; id {largest} is only in {_plural(len(holders), "label")}: '
+        f'{names}{" ..." if len(holders) > _MAX_LISTED else ""}.',
+        f'if {largest} is a mistake, map it to a class id or to the ignore '
+        f'label {ignore} in those labels; if the classes are real, name them '
+        f'in {custom.CLASSES_FILE}.'))
+  labels_dir = os.path.join(root, 'labels', train_split)
+  return datasets.inferred_classes_from(
+      labels_dir, custom.InferredClasses(largest + 1, tuple(holders)))
 
 
 def check_dataset(dataset_config, splits: Optional[Sequence[str]] = None, *,
@@ -682,7 +749,7 @@ def check_dataset(dataset_config, splits: Optional[Sequence[str]] = None, *,
       return report
     train_split = _folder_or_same(report.source, train_split)
     eval_split = _folder_or_same(report.source, eval_split)
-    _custom_classes(report, dataset_config, seen, train_split)
+    classes_from = _custom_classes(report, seen, train_split)
   else:
     try:
       info = datasets.get_dataset_info(dataset_config)
@@ -697,19 +764,21 @@ def check_dataset(dataset_config, splits: Optional[Sequence[str]] = None, *,
     report.num_classes, report.ignore_label = info.num_classes, info.ignore_label
     report.class_names = info.class_names
     report.classes_from = f'the {name} class table'
+    classes_from = info.classes_from
     seen = _scan_tfds(report, dataset_config, splits)
 
   if num_classes is not None and num_classes != report.num_classes:
     report.add(Problem(
         ERROR, 'num_classes', None, None,
-        datasets.num_classes_mismatch_message(num_classes, dataset_config,
-                                              report.num_classes),
+        datasets.num_classes_mismatch_message(num_classes, report.num_classes,
+                                              classes_from),
         'the model\'s logits must have one channel per class.'))
   _check_values(report, seen, is_custom)
-  _check_ignore_and_background(report, seen)
+  _check_ignore_and_background(report, seen, train_split)
   _check_missing_classes(report, train_split, is_custom)
   _check_crop_sizes(report, dataset_config, seen, train_split, eval_split,
                     train_crop_size, eval_crop_size)
+  _note_conversions(report)
   # Errors first, in the order found; then warnings.
   report.problems.sort(key=lambda p: p.severity != ERROR)
   return report
@@ -730,12 +799,9 @@ def run_check_data(config) -> int:
       train_crop_size=config.get('train_crop_size'),
       eval_crop_size=config.get('eval_crop_size'))
   if num_classes is None and report.num_classes is not None:
-    report.add(Problem(
-        ERROR, 'num_classes', None, None,
-        datasets.num_classes_mismatch_message(None, config.dataset,
-                                              report.num_classes),
-        'the model\'s logits must have one channel per class.'))
-    report.problems.sort(key=lambda p: p.severity != ERROR)
+    report.notes.append(
+        f'config.model.num_classes is not set: training takes '
+        f'{report.num_classes} from the data ({report.classes_from}).')
   print(report.format(), flush=True)
   return 0 if report.ok else 1
 

@@ -7,21 +7,25 @@ Layout (nothing is copied or converted):
   DIR/classes.txt                            optional: one class name per line
 
 Label PNGs must hold class ids (mode L, P or 16-bit grey with ids < 256);
-colour label images are refused rather than guessed at. When a split is
+colour label images are refused rather than guessed at. Files are read by
+`deeplab_jax.image_files`, as prediction reads them: upright (EXIF orientation
+applied, to labels as to images) and images as 8-bit RGB. When a split is
 opened, every pair's header is checked (label present, single channel, same
-size as the image), so those mistakes fail at once; each file's pixels are
-checked (decodable, ids < num_classes or the ignore label) as it is read.
+upright size as the image), so those mistakes fail at once; each file's pixels
+are checked (decodable, ids < num_classes or the ignore label) as it is read.
 `validate_split` checks every pixel of a split up front, stopping at the first
 bad file; `deeplab_jax.data.check` runs the same checks over every file and
 reports all problems at once (that is what `DataProblem.kind` is for).
 """
 
+import functools
 import os
 from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
-from PIL import Image
 import tensorflow as tf
+
+from deeplab_jax import image_files
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 CLASSES_FILE = 'classes.txt'
@@ -173,62 +177,54 @@ def _check_label_mode(path: str, mode: str) -> None:
         'not colours. Convert each colour to its class id first.')
 
 
-def image_size(path: str) -> Tuple[int, int]:
-  """(width, height) from the file's header."""
-  try:
-    with Image.open(path) as image:
-      return image.size
-  except (OSError, SyntaxError, ValueError) as error:
-    raise DataProblem(CORRUPT_IMAGE, path, f'Custom dataset: unreadable or corrupt image '
-                      f'{path} ({error}).') from error
-
-
 def check_pair_headers(pair: Pair) -> None:
-  """Fast checks from the file headers alone: readable, one channel, sizes."""
-  width, height = image_size(pair.image_path)
+  """Fast checks from the file headers alone: readable, one channel, sizes.
+
+  Sizes are the upright ones (EXIF orientation applied), as they are read.
+  """
   try:
-    with Image.open(pair.label_path) as label:
-      label_size, label_mode = label.size, label.mode
-  except (OSError, SyntaxError, ValueError) as error:
+    image = image_files.read_header(pair.image_path)
+  except image_files.UnreadableImageError as error:
+    raise DataProblem(CORRUPT_IMAGE, pair.image_path,
+                      f'Custom dataset: unreadable or corrupt image '
+                      f'{pair.image_path} ({error.reason}).') from error
+  try:
+    label = image_files.read_header(pair.label_path)
+  except image_files.UnreadableImageError as error:
     raise DataProblem(CORRUPT_LABEL, pair.label_path,
                       f'Custom dataset: unreadable or corrupt label '
-                      f'{pair.label_path} ({error}).') from error
-  _check_label_mode(pair.label_path, label_mode)
-  if (width, height) != label_size:
+                      f'{pair.label_path} ({error.reason}).') from error
+  _check_label_mode(pair.label_path, label.mode)
+  if (image.width, image.height) != (label.width, label.height):
     raise DataProblem(
         SIZE_MISMATCH, pair.label_path,
-        f'Custom dataset: image {pair.image_path} is {width}x'
-        f'{height} (WxH) but its label {pair.label_path} is '
-        f'{label_size[0]}x{label_size[1]}.')
+        f'Custom dataset: image {pair.image_path} is {image.width}x'
+        f'{image.height} (WxH) but its label {pair.label_path} is '
+        f'{label.width}x{label.height}.')
 
 
 def read_image(path: str) -> np.ndarray:
-  """uint8 [H, W, 3]; grey, palette and RGBA images become RGB."""
+  """uint8 [H, W, 3], upright; see `image_files` for the modes converted."""
   try:
-    with Image.open(path) as image:
-      image.load()  # Decodes fully: truncated data fails here.
-      if image.mode != 'RGB':
-        image = image.convert('RGB')
-      return np.asarray(image, dtype=np.uint8)
-  except (OSError, SyntaxError, ValueError) as error:
+    return image_files.read_rgb(path)
+  except image_files.UnreadableImageError as error:
     raise DataProblem(
         CORRUPT_IMAGE, path,
-        f'Custom dataset: unreadable or corrupt image {path} ({error}).'
-    ) from error
+        f'Custom dataset: unreadable or corrupt image {path} ({error.reason}).'
+    ) from (error.__cause__ or error)
 
 
 def read_label(path: str) -> np.ndarray:
-  """Class ids as uint8 [H, W, 1] (palette indices, never colours)."""
+  """Class ids as uint8 [H, W, 1] (palette indices, never colours), upright."""
   try:
-    with Image.open(path) as image:
-      image.load()
-      _check_label_mode(path, image.mode)
-      ids = np.asarray(image)
-  except (OSError, SyntaxError) as error:
+    label = image_files.read_stored_values(path)
+  except image_files.UnreadableImageError as error:
     raise DataProblem(
         CORRUPT_LABEL, path,
-        f'Custom dataset: unreadable or corrupt label {path} ({error}).'
-    ) from error
+        f'Custom dataset: unreadable or corrupt label {path} ({error.reason}).'
+    ) from (error.__cause__ or error)
+  _check_label_mode(path, label.mode)
+  ids = label.pixels
   if ids.size and ids.max() > 255:
     raise DataProblem(LABEL_VALUES, path,
                       f'Custom dataset: label {path} has values up to '
@@ -261,15 +257,39 @@ def read_pair(pair: Pair, num_classes: int, ignore_label: int):
   return image, label
 
 
-def infer_num_classes(root: str, split: str, ignore_label: int) -> int:
-  """1 + the largest class id in a split's labels (when there is no classes.txt)."""
-  largest = 0
+class InferredClasses(NamedTuple):
+  num_classes: int  # 1 + the largest class id found.
+  largest_id_files: Tuple[str, ...]  # The labels that hold that largest id.
+
+
+def infer_num_classes(root: str, split: str,
+                      ignore_label: int) -> InferredClasses:
+  """1 + the largest class id in a split's labels (when there is no classes.txt).
+
+  Decodes every label of the split, so the answer is kept (per process) until
+  a label file of the split changes size or modification time: evaluation
+  and prediction ask again without reading the labels again.
+  """
+  labels = []
   for pair in list_pairs(root, split):
-    values = np.unique(read_label(pair.label_path))
+    stat = os.stat(pair.label_path)
+    labels.append((pair.label_path, stat.st_size, stat.st_mtime_ns))
+  return _largest_class_id(tuple(labels), ignore_label)
+
+
+@functools.lru_cache(maxsize=8)
+def _largest_class_id(labels, ignore_label: int) -> InferredClasses:
+  largest, holders = 0, []
+  for path, _, _ in labels:
+    values = np.unique(read_label(path))
     values = values[values != ignore_label]
-    if values.size:
-      largest = max(largest, int(values.max()))
-  return largest + 1
+    if not values.size:
+      continue
+    if int(values.max()) > largest:
+      largest, holders = int(values.max()), []
+    if int(values.max()) == largest:
+      holders.append(path)
+  return InferredClasses(largest + 1, tuple(holders))
 
 
 def validate_split(root: str, split: str, num_classes: int,

@@ -18,9 +18,11 @@ import dataclasses
 import os
 from typing import Callable, Dict, Optional, Tuple
 
+from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from deeplab_jax import image_files
 from deeplab_jax.data import cityscapes
 from deeplab_jax.data import custom
 
@@ -34,6 +36,9 @@ class DatasetInfo:
   class_names: Tuple[str, ...]
   colormap: str  # 'pascal' | 'cityscapes' | 'ade20k'
   splits: Dict[str, Optional[int]]  # Split name -> size (None: not known yet).
+  # Where num_classes comes from, as a clause: 'DIR/classes.txt lists 5 class
+  # names', 'pascal_voc has 21 classes', ...
+  classes_from: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,28 +159,49 @@ def _custom_ignore_label(dataset_config):
   return ignore_label
 
 
+def inferred_classes_from(labels_dir: str,
+                          inferred: custom.InferredClasses) -> str:
+  """Where an inferred class count comes from, naming the labels that set it."""
+  files = [os.path.basename(f) for f in inferred.largest_id_files]
+  shown = ', '.join(files[:3]) + (f' and {len(files) - 3} more'
+                                  if len(files) > 3 else '')
+  where = f', in {shown}' if files else ''
+  return (f'the largest class id in {labels_dir} is {inferred.num_classes - 1} '
+          f'(there is no {custom.CLASSES_FILE}){where}')
+
+
 def _custom_info(dataset_config):
   root = _custom_root(dataset_config)
   ignore_label = _custom_ignore_label(dataset_config)
   class_names = custom.read_class_names(root)
+  classes_file = os.path.join(root, custom.CLASSES_FILE)
   if class_names is None:
     train_split = dataset_config.get('train_split', 'train')
-    num_classes = custom.infer_num_classes(root, train_split, ignore_label)
-    class_names = tuple(f'class_{i}' for i in range(num_classes))
+    inferred = custom.infer_num_classes(root, train_split, ignore_label)
+    class_names = tuple(f'class_{i}' for i in range(inferred.num_classes))
+    labels_dir = os.path.join(root, 'labels',
+                              custom.split_folder(root, train_split))
+    classes_from = inferred_classes_from(labels_dir, inferred)
   elif ignore_label < len(class_names):
     raise ValueError(
-        f'{os.path.join(root, custom.CLASSES_FILE)} lists '
-        f'{len(class_names)} classes, so the ignore label {ignore_label} would '
-        'be a class id.')
+        f'{classes_file} lists {len(class_names)} classes, so the ignore label '
+        f'{ignore_label} would be a class id.')
+  else:
+    classes_from = f'{classes_file} lists {len(class_names)} class names'
   splits = {split: custom.count_images(root, split)
             for split in custom.split_names(root)}
   return DatasetInfo(name=CUSTOM, num_classes=len(class_names),
                      ignore_label=ignore_label, class_names=class_names,
-                     colormap='pascal', splits=splits)
+                     colormap='pascal', splits=splits,
+                     classes_from=classes_from)
 
 
 def get_dataset_info(dataset_config) -> DatasetInfo:
-  """Facts about `config.dataset`; split sizes are exact once prepared."""
+  """Facts about `config.dataset`; split sizes are exact once prepared.
+
+  For `custom` without classes.txt this reads every training label once per
+  process (`custom.infer_num_classes` keeps the answer).
+  """
   base, _ = _parse_name(dataset_config)
   if base == CUSTOM:
     return _custom_info(dataset_config)
@@ -185,11 +211,12 @@ def get_dataset_info(dataset_config) -> DatasetInfo:
   if builder.is_prepared():
     splits = {name: info.num_examples
               for name, info in builder.info.splits.items()}
-  return DatasetInfo(name=str(dataset_config.name),
-                     num_classes=len(entry.class_names),
+  name = str(dataset_config.name)
+  return DatasetInfo(name=name, num_classes=len(entry.class_names),
                      ignore_label=entry.ignore_label,
                      class_names=tuple(entry.class_names),
-                     colormap=entry.colormap, splits=splits)
+                     colormap=entry.colormap, splits=splits,
+                     classes_from=f'{name} has {len(entry.class_names)} classes')
 
 
 def largest_image_size(dataset_config, split: str) -> Optional[Tuple[int, int]]:
@@ -198,48 +225,68 @@ def largest_image_size(dataset_config, split: str) -> Optional[Tuple[int, int]]:
   base, _ = _parse_name(dataset_config)
   if base != CUSTOM:
     return _tfds_entry(dataset_config).largest_image
-  heights, widths = [0], [0]
-  for pair in custom.list_pairs(_custom_root(dataset_config), split):
-    width, height = custom.image_size(pair.image_path)
-    heights.append(height)
-    widths.append(width)
-  return max(heights), max(widths)
+  headers = [image_files.read_header(pair.image_path)  # Upright sizes, as they are read.
+             for pair in custom.list_pairs(_custom_root(dataset_config), split)]
+  return max(h.height for h in headers), max(h.width for h in headers)
 
 
-def num_classes_mismatch_message(wanted, dataset_config,
-                                 num_classes: int) -> str:
+def num_classes_mismatch_message(wanted, num_classes: int,
+                                 classes_from: str) -> str:
   """Why `config.model.num_classes=wanted` is wrong for a dataset of `num_classes`."""
-  if _parse_name(dataset_config)[0] == CUSTOM:
-    root = _custom_root(dataset_config)
-    classes_file = os.path.join(root, custom.CLASSES_FILE)
-    if os.path.isfile(classes_file):
-      source = f'{classes_file} lists {num_classes} class names'
-    else:
-      source = (f'the labels in {os.path.join(root, "labels")} (there is no '
-                f'{custom.CLASSES_FILE}) use class ids up to {num_classes - 1}')
-    fix = f' (or correct {custom.CLASSES_FILE})'
-  else:
-    source = f'{dataset_config.name} has {num_classes} classes'
-    fix = ''
-  return (f'config.model.num_classes is {wanted}, but {source}. Pass '
-          f'--config.model.num_classes={num_classes}{fix}.')
+  return (f'config.model.num_classes is {wanted}, but {classes_from}. Pass '
+          f'--config.model.num_classes={num_classes}, or leave it unset to '
+          'take it from the data.')
+
+
+def _custom_folder_missing(dataset_config) -> Optional[str]:
+  """Why the custom dataset is not here to be read, or None if it is."""
+  root = dataset_config.get('data_dir')
+  if not root:
+    return 'config.dataset.data_dir is not set'
+  images = os.path.join(_expand(root), 'images')
+  return None if os.path.isdir(images) else f'{images} does not exist'
+
+
+def resolve_num_classes(config) -> Optional[DatasetInfo]:
+  """Sets `config.model.num_classes` from the dataset when it is None.
+
+  Call once at startup, before building a model. The count is the number of
+  names in classes.txt, else 1 + the largest class id in the training labels
+  (custom), else the registered dataset's class count; what was chosen and
+  why is logged. A count that is set and disagrees with the dataset's raises
+  a one-line ValueError saying which count to pass.
+
+  Prediction and export may run where the custom folder is not: then a set
+  count is trusted (returns None), and an unset one raises, asking for it.
+  Returns the dataset's info otherwise.
+  """
+  wanted = config.model.get('num_classes')
+  missing = (_custom_folder_missing(config.dataset)
+             if _parse_name(config.dataset)[0] == CUSTOM else None)
+  if missing:
+    if wanted is not None:
+      logging.info('config.model.num_classes=%d, not checked against the '
+                   'dataset (%s).', wanted, missing)
+      return None
+    raise ValueError(
+        'config.model.num_classes is not set and cannot be counted from the '
+        f'custom dataset ({missing}): pass --config.model.num_classes=N, the '
+        'number of classes the model was trained with, or '
+        '--config.dataset.data_dir=DIR.')
+  info = get_dataset_info(config.dataset)
+  if wanted is None:
+    config.model.num_classes = info.num_classes
+    logging.info('config.model.num_classes was not set: using %d, since %s.',
+                 info.num_classes, info.classes_from)
+  elif wanted != info.num_classes:
+    raise ValueError(num_classes_mismatch_message(wanted, info.num_classes,
+                                                  info.classes_from))
+  return info
 
 
 def check_num_classes(config) -> DatasetInfo:
-  """Fails clearly unless `config.model.num_classes` equals the dataset's.
-
-  Call at startup, before building the model: a mismatch would otherwise
-  surface much later as a shape error in the logits or in the metrics.
-  For `custom` the dataset's count is the number of names in classes.txt
-  (or, without that file, 1 + the largest class id in the training labels).
-  Returns the dataset's info.
-  """
-  info = get_dataset_info(config.dataset)
-  wanted = config.model.get('num_classes')
-  if wanted != info.num_classes:
-    raise ValueError(num_classes_mismatch_message(wanted, config.dataset,
-                                                  info.num_classes))
-  return info
+  """`resolve_num_classes` for code about to read the data (it must be here)."""
+  return resolve_num_classes(config) or get_dataset_info(config.dataset)
 
 
 def prepare(dataset_config):
