@@ -20,6 +20,7 @@ is checked before anything is written or compiled. Ctrl-C while training saves
 a checkpoint first (exit status 130); SIGTERM (preemption) does too (status 0).
 """
 
+import gc
 import os
 import re
 import sys
@@ -154,14 +155,20 @@ def main(argv):
   xla_flags.add_cpu_flags()  # Before the XLA backend starts.
   try:
     _main()
+    return
   except KeyboardInterrupt as interrupt:  # Training saves first and says so.
-    _fail(str(interrupt) or 'interrupted.', INTERRUPTED_EXIT, what='')
+    failure = (str(interrupt) or 'interrupted.', INTERRUPTED_EXIT, '')
   except Exception as error:  # pylint: disable=broad-except  (sorted below)
     status = _expected_error_status(error)
     if status is None or FLAGS.verbose:
       raise
     message = _unwrap_data_error(error) if _is_tf_error(error) else str(error)
-    _fail(message.strip() or type(error).__name__, status)
+    failure = (message.strip() or type(error).__name__, status, 'error: ')
+  # Out of the handler, the failed run's objects can be freed now: a tf.data
+  # iterator left to the interpreter's shutdown waits there forever for the
+  # Python function it was running.
+  gc.collect()
+  _fail(*failure)
 
 
 def _is_tf_error(error) -> bool:

@@ -190,7 +190,7 @@ def test_predict_reads_phone_photos_upright_and_16_bit_scans(trained_workdir, tm
   def image_under_overlay(stem):
     """The image an overlay was blended from: overlay = (image + label colour) / 2."""
     with Image.open(output / f'{stem}.png') as labels, \
-         Image.open(output / f'{stem}_overlay.png') as overlay:
+         Image.open(output / 'overlays' / f'{stem}.png') as overlay:
       colours = colormaps.colorize(np.asarray(labels), 'pascal').astype(int)
       return 2 * np.asarray(overlay).astype(int) - colours
 
