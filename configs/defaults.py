@@ -65,6 +65,12 @@ def get_config():
   config.seed = 0
   config.num_train_steps = 30_000
   config.global_batch_size = 16  # The paper's VOC batch; train.py's flag default is 8.
+  # Micro-batches per optimizer step: each device runs its part of the batch in
+  # this many pieces, so batch 16 at 513x513 fits a device that holds 4 at once.
+  # The gradient is the whole batch's; batch norm normalises each micro-batch
+  # by its own statistics (as mmseg and HF Trainer do) and updates its moving
+  # averages once per micro-batch. Needs a batch per device divisible by it.
+  config.accumulation_steps = 1
   config.train_crop_size = (513, 513)
   config.min_scale_factor = 0.5
   config.max_scale_factor = 2.0
