@@ -86,6 +86,10 @@ def get_config():
   config.momentum = 0.9
   config.weight_decay = 4e-5
   config.fine_tune_batch_norm = True  # False freezes BN statistics (gamma/beta still train).
+  # Keep an exponential moving average of the weights (e.g. 0.999) and evaluate,
+  # checkpoint and export it: a cheap gain on short schedules. None = off, as in
+  # the original. Early steps use min(decay, (1 + step) / (10 + step)).
+  config.ema_decay = placeholder(float)
   config.upsample_logits = True  # Upsample logits to the labels (else downsample labels).
   config.top_k_percent_pixels = 1.0  # < 1 mines the hardest pixels.
   config.hard_example_mining_step = 0

@@ -167,6 +167,7 @@ def check_training(config: ml_collections.ConfigDict, num_devices: int,
   _batch_size(config, 'global_batch_size', num_devices, num_processes)
   _size(config, 'train_crop_size', _crop_minimum(config))
   _positive_int(config, 'accumulation_steps')
+  _number_in(config, 'ema_decay', 0.0, 1.0, low_open=True, high_open=True, allow_none=True)
   micro_batches = config.get('accumulation_steps', 1)
   if config.global_batch_size % (num_devices * micro_batches):
     _fail('accumulation_steps', micro_batches, f'must divide the batch of each device '

@@ -40,10 +40,17 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
+  ema_params: Any = None  # The moving average of `params`, with config.ema_decay.
 
   @property
   def variables(self) -> Dict[str, Any]:
     return {'params': self.params, 'batch_stats': self.batch_stats}
+
+  @property
+  def evaluated_variables(self) -> Dict[str, Any]:
+    """What evaluation, export and prediction use: the averaged weights if kept."""
+    params = self.params if self.ema_params is None else self.ema_params
+    return {'params': params, 'batch_stats': self.batch_stats}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -146,8 +153,10 @@ def create_train_state(config, variables, mesh: Mesh) -> TrainState:
   params = replicate(variables['params'], mesh)
   batch_stats = replicate(variables.get('batch_stats', {}), mesh)
   opt_state = jax.jit(optimizer.init, out_shardings=NamedSharding(mesh, P()))(params)
+  # A copy, not the same buffers: the train step donates both.
+  ema_params = jax.tree.map(jnp.copy, params) if config.get('ema_decay') else None
   return TrainState(step=replicate(jnp.zeros((), jnp.int32), mesh), params=params,
-                    batch_stats=batch_stats, opt_state=opt_state)
+                    batch_stats=batch_stats, opt_state=opt_state, ema_params=ema_params)
 
 
 def init_checkpoint_kind(path: str) -> str:
@@ -291,8 +300,18 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
                'learning_rate': schedule(state.step),
                'grad_norm': optax.tree.norm(grads)}
     new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
-                           opt_state=opt_state)
+                           opt_state=opt_state,
+                           ema_params=_updated_average(state.ema_params, params, state.step))
     return new_state, metrics
+
+  def _updated_average(average, params, step):
+    if average is None:
+      return None
+    # TF's ExponentialMovingAverage with num_updates: early on the decay is
+    # smaller, so the average is not dominated by the random initialisation.
+    step = step.astype(jnp.float32)
+    decay = jnp.minimum(jnp.float32(config.ema_decay), (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, average, params)
 
   step = jax.shard_map(per_device_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
                        out_specs=(P(), P()))
@@ -444,8 +463,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         break
       if run_eval:
         with report_progress.timed('eval'):
-          evaluate.evaluate(config, workdir, state.variables, step, writer=writer, mesh=mesh,
-                            source=eval_source)
+          evaluate.evaluate(config, workdir, state.evaluated_variables, step, writer=writer,
+                            mesh=mesh, source=eval_source)
       if is_last:
         break
     else:

@@ -253,7 +253,9 @@ def source_dataset(num_examples, size=(40, 48), num_classes=3, seed=0):
 
 
 def test_resume_after_interruption_reaches_the_same_parameters(tmp_path, caplog):
-  config = tiny_config()
+  """Also with a weight average (config.ema_decay, issue 17): it is checkpointed,
+  restored on resume, and what evaluation and prediction restore."""
+  config = tiny_config(ema_decay=0.9)
   source = source_dataset(6)
   straight = str(tmp_path / 'straight')
   final = train.train_and_evaluate(config, straight, train_source=source, eval_source=source)
@@ -273,12 +275,24 @@ def test_resume_after_interruption_reaches_the_same_parameters(tmp_path, caplog)
   assert 'Resuming from the checkpoint of step 2' in caplog.text
   assert int(resumed.step) == 4
   for a, b in zip(jax.tree.leaves(final.params) + jax.tree.leaves(final.batch_stats)
-                  + jax.tree.leaves(final.opt_state),
+                  + jax.tree.leaves(final.opt_state) + jax.tree.leaves(final.ema_params),
                   jax.tree.leaves(resumed.params) + jax.tree.leaves(resumed.batch_stats)
-                  + jax.tree.leaves(resumed.opt_state)):
+                  + jax.tree.leaves(resumed.opt_state) + jax.tree.leaves(resumed.ema_params)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   steps = checkpointing.CheckpointManager(resumed_dir).all_steps()
   assert steps == [2, 4]
+  # The average lags the weights, and is what a reader of the workdir gets.
+  template = jax.device_get(train.initial_variables(config, train.make_mesh()))
+  averaged, step = checkpointing.restore_variables(resumed_dir, template, ema=True)
+  plain, _ = checkpointing.restore_variables(resumed_dir, template)
+  assert step == 4
+  for ema, read, weights, read_plain in zip(
+      jax.tree.leaves(final.ema_params), jax.tree.leaves(averaged['params']),
+      jax.tree.leaves(final.params), jax.tree.leaves(plain['params'])):
+    np.testing.assert_array_equal(read, ema)
+    np.testing.assert_array_equal(read_plain, weights)
+  assert any(not np.allclose(e, w) for e, w in zip(jax.tree.leaves(final.ema_params),
+                                                   jax.tree.leaves(final.params)))
 
 
 def test_accumulated_micro_batches_give_the_whole_batch_gradient(monkeypatch):
