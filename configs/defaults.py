@@ -65,6 +65,12 @@ def get_config():
   config.seed = 0
   config.num_train_steps = 30_000
   config.global_batch_size = 16  # The paper's VOC batch; train.py's flag default is 8.
+  # Micro-batches per optimizer step: each device runs its part of the batch in
+  # this many pieces, so batch 16 at 513x513 fits a device that holds 4 at once.
+  # The gradient is the whole batch's; batch norm normalises each micro-batch
+  # by its own statistics (as mmseg and HF Trainer do) and updates its moving
+  # averages once per micro-batch. Needs a batch per device divisible by it.
+  config.accumulation_steps = 1
   config.train_crop_size = (513, 513)
   config.min_scale_factor = 0.5
   config.max_scale_factor = 2.0
@@ -80,6 +86,10 @@ def get_config():
   config.momentum = 0.9
   config.weight_decay = 4e-5
   config.fine_tune_batch_norm = True  # False freezes BN statistics (gamma/beta still train).
+  # Keep an exponential moving average of the weights (e.g. 0.999) and evaluate,
+  # checkpoint and export it: a cheap gain on short schedules. None = off, as in
+  # the original. Early steps use min(decay, (1 + step) / (10 + step)).
+  config.ema_decay = placeholder(float)
   config.upsample_logits = True  # Upsample logits to the labels (else downsample labels).
   config.top_k_percent_pixels = 1.0  # < 1 mines the hardest pixels.
   config.hard_example_mining_step = 0

@@ -1,8 +1,10 @@
 """Orbax checkpoints of a training run in `<workdir>/checkpoints/<step>/`.
 
 Each step holds separate items: `params`, `batch_stats`, `opt_state` (absent
-in checkpoints written by `--mode=convert`) and `meta` (JSON, with the step).
-Evaluation and prediction restore only `params` and `batch_stats`.
+in checkpoints written by `--mode=convert`), `ema_params` (the moving average
+of the parameters, with `config.ema_decay`) and `meta` (JSON, with the step).
+Evaluation and prediction restore only `params` (or `ema_params`) and
+`batch_stats`.
 
 Restoring checks the saved variable names and shapes against the model of the
 config first, and fails with the mismatching names; a checkpoint that cannot
@@ -23,8 +25,8 @@ import orbax.checkpoint as ocp
 from deeplab_jax.checkpoint_import import CheckpointMismatchError
 
 CHECKPOINT_SUBDIR = 'checkpoints'
-ITEM_NAMES = ('params', 'batch_stats', 'opt_state', 'meta')
-VARIABLE_ITEMS = ('params', 'batch_stats')
+ITEM_NAMES = ('params', 'batch_stats', 'opt_state', 'ema_params', 'meta')
+VARIABLE_ITEMS = ('params', 'batch_stats', 'ema_params')  # Checked against the model.
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -115,7 +117,8 @@ class CheckpointManager:
         options=options,
         item_names=ITEM_NAMES,
         # Known handlers let a fresh manager read metadata before any restore.
-        item_handlers={**{item: ocp.StandardCheckpointHandler() for item in ITEM_NAMES[:3]},
+        item_handlers={**{item: ocp.StandardCheckpointHandler() for item in ITEM_NAMES
+                          if item != 'meta'},
                        'meta': ocp.JsonCheckpointHandler()})
 
   # --- Steps ---
@@ -136,11 +139,13 @@ class CheckpointManager:
     step = int(jax.device_get(state.step))
     if step in self.all_steps():
       return step
-    self._manager.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(state.params),
-        batch_stats=ocp.args.StandardSave(state.batch_stats),
-        opt_state=ocp.args.StandardSave(state.opt_state),
-        meta=ocp.args.JsonSave({'step': step})))
+    items = dict(params=ocp.args.StandardSave(state.params),
+                 batch_stats=ocp.args.StandardSave(state.batch_stats),
+                 opt_state=ocp.args.StandardSave(state.opt_state),
+                 meta=ocp.args.JsonSave({'step': step}))
+    if getattr(state, 'ema_params', None) is not None:
+      items['ema_params'] = ocp.args.StandardSave(state.ema_params)
+    self._manager.save(step, args=ocp.args.Composite(**items))
     self._manager.wait_until_finished()
     logging.info('Saved the checkpoint of step %d in %s.', step, self.directory)
     return step
@@ -211,6 +216,8 @@ class CheckpointManager:
       wanted = {'params': template_state.params, 'batch_stats': template_state.batch_stats}
       if 'opt_state' in items:
         wanted['opt_state'] = template_state.opt_state
+      if 'ema_params' in items and getattr(template_state, 'ema_params', None) is not None:
+        wanted['ema_params'] = template_state.ema_params
       return wanted
 
     step, restored = self._restore_with_fallback(templates)
@@ -223,20 +230,39 @@ class CheckpointManager:
       opt_state = template_state.opt_state
     saved_step = int(restored['meta'].get('step', step))
     step_array = jax.device_put(np.asarray(saved_step, np.int32), template_state.step.sharding)
-    return template_state.replace(step=step_array, params=restored['params'],
-                                  batch_stats=restored['batch_stats'], opt_state=opt_state)
+    state = template_state.replace(step=step_array, params=restored['params'],
+                                   batch_stats=restored['batch_stats'], opt_state=opt_state)
+    if getattr(template_state, 'ema_params', None) is not None:
+      if 'ema_params' not in restored:
+        logging.warning('The checkpoint of step %d has no weight average (config.ema_decay was '
+                        'off); the average starts from its parameters.', step)
+      state = state.replace(ema_params=restored.get('ema_params') or jax.tree.map(
+          jax.numpy.copy, restored['params']))
+    return state
 
-  def restore_variables(self, template_variables, step: Optional[int] = None):
-    """(`{'params', 'batch_stats'}`, step) of the newest readable (or given) checkpoint."""
+  def restore_variables(self, template_variables, step: Optional[int] = None, *,
+                        ema: bool = False):
+    """(`{'params', 'batch_stats'}`, step) of the newest readable (or given) checkpoint.
+
+    With `ema`, `params` are the checkpoint's weight average where it has one.
+    """
     if not self.all_steps():
       raise FileNotFoundError(f'No checkpoint in {self.directory}.')
-    templates = {'params': template_variables['params'],
-                 'batch_stats': template_variables.get('batch_stats', {})}
+
+    def templates(found_step):
+      averaged = ema and 'ema_params' in self._items(found_step)
+      if ema and not averaged:
+        logging.warning('The checkpoint of step %d has no weight average (it was trained '
+                        'without config.ema_decay): using its parameters.', found_step)
+      return {'ema_params' if averaged else 'params': template_variables['params'],
+              'batch_stats': template_variables.get('batch_stats', {})}
+
     steps = None if step is None else [step]
-    found_step, restored = self._restore_with_fallback(lambda _: templates, steps)
+    found_step, restored = self._restore_with_fallback(templates, steps)
     if restored is None:
       raise IOError(f'No readable checkpoint in {self.directory} (see the warnings above).')
-    return {'params': restored['params'], 'batch_stats': restored['batch_stats']}, found_step
+    params = restored['ema_params'] if 'ema_params' in restored else restored['params']
+    return {'params': params, 'batch_stats': restored['batch_stats']}, found_step
 
   def wait_until_finished(self):
     self._manager.wait_until_finished()
@@ -246,8 +272,10 @@ class CheckpointManager:
     self._manager.close()
 
 
-def restore_variables(workdir: str, template_variables, step: Optional[int] = None):
-  """(`{'params', 'batch_stats'}`, step) from a workdir (or checkpoint dir)."""
+def restore_variables(workdir: str, template_variables, step: Optional[int] = None, *,
+                      ema: bool = False):
+  """(`{'params', 'batch_stats'}`, step) from a workdir (or checkpoint dir); with
+  `ema`, the weight average as `params` where the checkpoint has one."""
   directory = find_checkpoint_dir(workdir)
   if directory is None:
     raise FileNotFoundError(
@@ -255,7 +283,7 @@ def restore_variables(workdir: str, template_variables, step: Optional[int] = No
         'TF checkpoint (--mode=convert --tf_checkpoint=PREFIX) into this --workdir.')
   manager = CheckpointManager(workdir, directory=directory, read_only=True)
   try:
-    return manager.restore_variables(template_variables, step)
+    return manager.restore_variables(template_variables, step, ema=ema)
   finally:
     manager.close()
 

@@ -166,6 +166,15 @@ def check_training(config: ml_collections.ConfigDict, num_devices: int,
   _positive_int(config, 'num_train_steps')
   _batch_size(config, 'global_batch_size', num_devices, num_processes)
   _size(config, 'train_crop_size', _crop_minimum(config))
+  _positive_int(config, 'accumulation_steps')
+  _number_in(config, 'ema_decay', 0.0, 1.0, low_open=True, high_open=True, allow_none=True)
+  micro_batches = config.get('accumulation_steps', 1)
+  if config.global_batch_size % (num_devices * micro_batches):
+    _fail('accumulation_steps', micro_batches, f'must divide the batch of each device '
+          f'(global_batch_size={config.global_batch_size} over {num_devices} devices)')
+  if micro_batches > 1 and len(config.model.get('image_pyramid') or ()) > 1:
+    _fail('accumulation_steps', micro_batches, 'needs a single training scale '
+          '(config.model.image_pyramid=None): each scale has its own loss normaliser')
   _number_in(config, 'min_scale_factor', 0.0, 100.0, low_open=True)
   _number_in(config, 'max_scale_factor', 0.0, 100.0, low_open=True)
   if config.min_scale_factor > config.max_scale_factor:

@@ -217,7 +217,8 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
             f'No checkpoint in {manager.directory}: train first (--mode=train) or convert a '
             'TF checkpoint (--mode=convert --tf_checkpoint=PREFIX) into this --workdir.')
       if latest is not None and latest != last_step:
-        variables, step = manager.restore_variables(template)
+        variables, step = manager.restore_variables(
+            template, ema=bool(config.get('ema_decay')))
         if writer is None:
           writer = metric_writers.create_default_writer(
               os.path.join(workdir, 'eval'), just_logging=jax.process_index() > 0)

@@ -262,7 +262,8 @@ def check_variables(config: ml_collections.ConfigDict, variables) -> None:
 def load_variables(config: ml_collections.ConfigDict, workdir: str, step: Optional[int] = None):
   """(`{'params', 'batch_stats'}`, step) of the latest (or given) checkpoint of a workdir."""
   from deeplab_jax import checkpointing  # pylint: disable=g-import-not-at-top  (pulls in Orbax)
-  return checkpointing.restore_variables(workdir, variables_template(config), step)
+  return checkpointing.restore_variables(workdir, variables_template(config), step,
+                                        ema=bool(config.get('ema_decay')))
 
 
 # --- Dataset facts for the outputs -----------------------------------------------

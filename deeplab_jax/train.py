@@ -40,10 +40,17 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
+  ema_params: Any = None  # The moving average of `params`, with config.ema_decay.
 
   @property
   def variables(self) -> Dict[str, Any]:
     return {'params': self.params, 'batch_stats': self.batch_stats}
+
+  @property
+  def evaluated_variables(self) -> Dict[str, Any]:
+    """What evaluation, export and prediction use: the averaged weights if kept."""
+    params = self.params if self.ema_params is None else self.ema_params
+    return {'params': params, 'batch_stats': self.batch_stats}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -146,8 +153,10 @@ def create_train_state(config, variables, mesh: Mesh) -> TrainState:
   params = replicate(variables['params'], mesh)
   batch_stats = replicate(variables.get('batch_stats', {}), mesh)
   opt_state = jax.jit(optimizer.init, out_shardings=NamedSharding(mesh, P()))(params)
+  # A copy, not the same buffers: the train step donates both.
+  ema_params = jax.tree.map(jnp.copy, params) if config.get('ema_decay') else None
   return TrainState(step=replicate(jnp.zeros((), jnp.int32), mesh), params=params,
-                    batch_stats=batch_stats, opt_state=opt_state)
+                    batch_stats=batch_stats, opt_state=opt_state, ema_params=ema_params)
 
 
 def init_checkpoint_kind(path: str) -> str:
@@ -195,7 +204,9 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
   """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh.
 
   batch: `{'image': float32 [B, H, W, 3] (0..255), 'label': int32 [B, H, W]}`
-  split over 'data'. The state's buffers are donated.
+  split over 'data'. The state's buffers are donated. With
+  `config.accumulation_steps` = k > 1 each device's part of the batch is run
+  as k micro-batches (see `_accumulated_step`).
   """
   model = create_model(config, bn_axis_name=DATA_AXIS)
   optimizer = create_optimizer(config)
@@ -205,11 +216,15 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
       last_layer_gradient_multiplier=config.last_layer_gradient_multiplier,
       last_layers_contain_logits_only=config.last_layers_contain_logits_only)
 
+  accumulation_steps = int(config.get('accumulation_steps', 1))
+
   def per_device_step(state: TrainState, batch):
     # A different dropout mask on every device and at every step.
     dropout_rng = jax.random.fold_in(
         jax.random.fold_in(jax.random.key(config.seed), state.step),
         jax.lax.axis_index(DATA_AXIS))
+    if accumulation_steps > 1:
+      return _accumulated_step(state, batch, dropout_rng)
 
     def loss_fn(params):
       outputs, updates = model.apply(
@@ -230,6 +245,50 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
 
     (loss, (cross_entropy, l2, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
+    return _apply_gradients(state, grads, batch_stats, loss, cross_entropy, l2)
+
+  def _accumulated_step(state: TrainState, batch, dropout_rng):
+    """One optimizer step from `accumulation_steps` micro-batches of the batch.
+
+    The gradient is exactly the whole batch's: each micro-batch adds the
+    gradient of its (all-device) cross-entropy *sum*, and the total is divided
+    once by the pixel count of all micro-batches. Batch norm differs, as in the
+    peers: each micro-batch is normalised with its own (sync) statistics and
+    updates the moving averages once. Hard-pixel mining picks per micro-batch.
+    """
+    micro_batches = jax.tree.map(
+        lambda x: x.reshape(accumulation_steps, x.shape[0] // accumulation_steps, *x.shape[1:]),
+        batch)
+
+    def micro_step(carry, inputs):
+      grad_sum, loss_sum, count, batch_stats = carry
+      index, micro = inputs
+
+      def sum_fn(params):
+        logits, updates = model.apply(
+            {'params': params, 'batch_stats': batch_stats}, micro['image'], train=True,
+            mutable=['batch_stats'], rngs={'dropout': jax.random.fold_in(dropout_rng, index)})
+        micro_sum, micro_count = losses.cross_entropy_sums(logits, micro['label'],
+                                                           step=state.step, **loss_options)
+        return jax.lax.psum(micro_sum, DATA_AXIS), (jax.lax.psum(micro_count, DATA_AXIS),
+                                                    updates.get('batch_stats', batch_stats))
+
+      (micro_sum, (micro_count, batch_stats)), grads = jax.value_and_grad(
+          sum_fn, has_aux=True)(state.params)
+      return (jax.tree.map(jnp.add, grad_sum, grads), loss_sum + micro_sum,
+              count + micro_count, batch_stats), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (grad_sum, loss_sum, count, batch_stats), _ = jax.lax.scan(
+        micro_step, (zeros, jnp.float32(0.0), jnp.float32(0.0), state.batch_stats),
+        (jnp.arange(accumulation_steps), micro_batches))
+    cross_entropy = losses.safe_divide(loss_sum, count)
+    l2, l2_grads = jax.value_and_grad(losses.l2_regularization)(state.params,
+                                                                config.weight_decay)
+    grads = jax.tree.map(lambda g, g2: losses.safe_divide(g, count) + g2, grad_sum, l2_grads)
+    return _apply_gradients(state, grads, batch_stats, cross_entropy + l2, cross_entropy, l2)
+
+  def _apply_gradients(state, grads, batch_stats, loss, cross_entropy, l2):
     # No psum/pmean of grads here: see the module docstring.
     multipliers = losses.gradient_multipliers(state.params, **multiplier_options)
     grads = jax.tree.map(lambda g, m: g * m if m != 1.0 else g, grads, multipliers)
@@ -241,8 +300,18 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
                'learning_rate': schedule(state.step),
                'grad_norm': optax.tree.norm(grads)}
     new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
-                           opt_state=opt_state)
+                           opt_state=opt_state,
+                           ema_params=_updated_average(state.ema_params, params, state.step))
     return new_state, metrics
+
+  def _updated_average(average, params, step):
+    if average is None:
+      return None
+    # TF's ExponentialMovingAverage with num_updates: early on the decay is
+    # smaller, so the average is not dominated by the random initialisation.
+    step = step.astype(jnp.float32)
+    decay = jnp.minimum(jnp.float32(config.ema_decay), (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, average, params)
 
   step = jax.shard_map(per_device_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
                        out_specs=(P(), P()))
@@ -394,8 +463,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         break
       if run_eval:
         with report_progress.timed('eval'):
-          evaluate.evaluate(config, workdir, state.variables, step, writer=writer, mesh=mesh,
-                            source=eval_source)
+          evaluate.evaluate(config, workdir, state.evaluated_variables, step, writer=writer,
+                            mesh=mesh, source=eval_source)
       if is_last:
         break
     else:

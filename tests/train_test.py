@@ -253,7 +253,9 @@ def source_dataset(num_examples, size=(40, 48), num_classes=3, seed=0):
 
 
 def test_resume_after_interruption_reaches_the_same_parameters(tmp_path, caplog):
-  config = tiny_config()
+  """Also with a weight average (config.ema_decay, issue 17): it is checkpointed,
+  restored on resume, and what evaluation and prediction restore."""
+  config = tiny_config(ema_decay=0.9)
   source = source_dataset(6)
   straight = str(tmp_path / 'straight')
   final = train.train_and_evaluate(config, straight, train_source=source, eval_source=source)
@@ -273,9 +275,59 @@ def test_resume_after_interruption_reaches_the_same_parameters(tmp_path, caplog)
   assert 'Resuming from the checkpoint of step 2' in caplog.text
   assert int(resumed.step) == 4
   for a, b in zip(jax.tree.leaves(final.params) + jax.tree.leaves(final.batch_stats)
-                  + jax.tree.leaves(final.opt_state),
+                  + jax.tree.leaves(final.opt_state) + jax.tree.leaves(final.ema_params),
                   jax.tree.leaves(resumed.params) + jax.tree.leaves(resumed.batch_stats)
-                  + jax.tree.leaves(resumed.opt_state)):
+                  + jax.tree.leaves(resumed.opt_state) + jax.tree.leaves(resumed.ema_params)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   steps = checkpointing.CheckpointManager(resumed_dir).all_steps()
   assert steps == [2, 4]
+  # The average lags the weights, and is what a reader of the workdir gets.
+  template = jax.device_get(train.initial_variables(config, train.make_mesh()))
+  averaged, step = checkpointing.restore_variables(resumed_dir, template, ema=True)
+  plain, _ = checkpointing.restore_variables(resumed_dir, template)
+  assert step == 4
+  for ema, read, weights, read_plain in zip(
+      jax.tree.leaves(final.ema_params), jax.tree.leaves(averaged['params']),
+      jax.tree.leaves(final.params), jax.tree.leaves(plain['params'])):
+    np.testing.assert_array_equal(read, ema)
+    np.testing.assert_array_equal(read_plain, weights)
+  assert any(not np.allclose(e, w) for e, w in zip(jax.tree.leaves(final.ema_params),
+                                                   jax.tree.leaves(final.params)))
+
+
+def test_accumulated_micro_batches_give_the_whole_batch_gradient(monkeypatch):
+  """Issue 17: k micro-batches of b/k make one step equal to one step on b.
+
+  Exact for the gradient when batch norm uses its moving statistics (frozen) and
+  dropout is off; with trained batch norm each micro-batch has its own
+  statistics, as documented, and the moving averages get k updates.
+  """
+  from deeplab_jax.heads import aspp  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(aspp, 'DROPOUT_RATE', 0.0)  # Masks depend on the batch shape.
+  mesh = train.make_mesh(jax.devices()[:1])
+  config = tiny_config(global_batch_size=4, fine_tune_batch_norm=False)
+  batch = random_batch(config)
+  batch['label'][1] = 255  # Micro-batches with different numbers of labelled pixels.
+  whole, whole_metrics = one_step(config, mesh, batch)
+  config.accumulation_steps = 2
+  accumulated, accumulated_metrics = one_step(config, mesh, batch)
+  np.testing.assert_allclose(accumulated_metrics['loss'], whole_metrics['loss'], rtol=1e-5)
+  np.testing.assert_allclose(accumulated_metrics['grad_norm'], whole_metrics['grad_norm'],
+                             rtol=1e-4)
+  initial = train.initial_variables(config, mesh)['params']
+  for (path, start), a, b in zip(jax.tree_util.tree_flatten_with_path(initial)[0],
+                                 jax.tree.leaves(accumulated.params),
+                                 jax.tree.leaves(whole.params)):
+    update = np.asarray(b) - np.asarray(start)
+    np.testing.assert_allclose(np.asarray(a) - np.asarray(start), update,
+                               atol=1e-3 * np.abs(update).max() + 1e-9,
+                               err_msg=jax.tree_util.keystr(path))
+
+  # Trained batch norm: statistics per micro-batch, so the steps differ, and
+  # the moving averages moved twice.
+  config = tiny_config(global_batch_size=4)
+  whole, _ = one_step(config, mesh, batch)
+  config.accumulation_steps = 2
+  accumulated, _ = one_step(config, mesh, batch)
+  mean = lambda state: np.asarray(jax.tree.leaves(state.batch_stats)[0])
+  assert not np.allclose(mean(accumulated), mean(whole))
