@@ -146,8 +146,10 @@ def slide_scores(score_fn, images, image_hw, crop_hw: Sequence[int],
 
   num_classes = jax.eval_shape(
       score_fn, jax.ShapeDtypeStruct((images.shape[0], crop_h, crop_w, 3), jnp.float32)).shape[-1]
-  total = jnp.zeros((*images.shape[:3], num_classes), jnp.float32)
-  weight = jnp.zeros((*images.shape[:3], 1), jnp.float32)
+  # Zeros made from the images: under shard_map they vary over the batch axis
+  # as the loop's results do.
+  weight = images[..., :1].astype(jnp.float32) * 0.0
+  total = jnp.broadcast_to(weight, (*images.shape[:3], num_classes))
   total, weight = jax.lax.fori_loop(0, jnp.max(count), body, (total, weight))
   return total / jnp.maximum(weight, 1.0)
 
