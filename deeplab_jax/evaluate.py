@@ -130,8 +130,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
              num_examples: Optional[int] = None, eval_step=None) -> Dict[str, Any]:
   """Evaluates `variables` on the eval split; writes the results; returns them.
 
-  Writes `<workdir>/eval_results.json` and comparison pictures (image | ground
-  truth | prediction) to `<workdir>/eval_images/` and to `writer`.
+  Writes `<workdir>/eval_results.json`, and to `<workdir>/eval_images/` and
+  `writer`: comparison pictures (image | ground truth | prediction, with a
+  legend of the classes in them), the confusion matrix and a per-class IoU
+  chart (`writer` also gets the per-class table as text).
   """
   from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from deeplab_jax import visualize  # pylint: disable=g-import-not-at-top
@@ -191,21 +193,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
   logging.info('Evaluation at step %d on %d images: mean IoU %.4f, pixel accuracy %.4f.',
                step, num_images, results['mean_iou'], results['pixel_accuracy'])
 
+  pictures = _pictures(results, confusion, samples, class_names, colormap,
+                       int(config.dataset.ignore_label), visualize)
   if jax.process_index() == 0:
-    _write_outputs(workdir, results, samples, colormap, int(config.dataset.ignore_label),
-                   visualize)
+    _write_outputs(workdir, results, pictures)
   if writer is not None:
     scalars = {'eval/mean_iou': results['mean_iou'],
                'eval/pixel_accuracy': results['pixel_accuracy']}
     scalars.update({f'eval/iou/{name}': value
                     for name, value in results['per_class_iou'].items() if value is not None})
     writer.write_scalars(step, scalars)
-    if samples:
-      panels = [visualize.comparison_panel(_uint8(s['image']), s['label'], s['prediction'],
-                                           colormap, ignore_label=int(config.dataset.ignore_label))
-                for s in samples]
-      writer.write_images(step, {f'eval/comparison_{i}': panel[None]
-                                 for i, panel in enumerate(panels)})
+    writer.write_images(step, {f'eval/{key}': picture[None]
+                               for key, (_, picture) in pictures.items()})
+    # Four spaces: a fixed-width block in TensorBoard's markdown.
+    table = metrics.per_class_table(results['per_class_iou'], results['mean_iou'])
+    writer.write_texts(step, {'eval/per_class_iou': '\n'.join(
+        '    ' + line for line in table.splitlines())})
     writer.flush()
   return results
 
@@ -214,24 +217,41 @@ def _uint8(image: np.ndarray) -> np.ndarray:
   return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def _write_outputs(workdir, results, samples, colormap, ignore_label, visualize):
+def _pictures(results, confusion, samples, class_names, colormap, ignore_label, visualize):
+  """{TensorBoard key: (file name, uint8 picture)} of one evaluation."""
+  step = results['step']
+  pictures = {
+      'confusion_matrix': (f'step{step:07d}_confusion_matrix.png',
+                           visualize.confusion_matrix_picture(
+                               confusion, class_names,
+                               f'Confusion matrix at step {step} ({results["split"]})')),
+      'per_class_iou': (f'step{step:07d}_per_class_iou.png',
+                        visualize.iou_chart(results['per_class_iou'], results['mean_iou'],
+                                            f'Per-class IoU at step {step} ({results["split"]})')),
+  }
+  for i, sample in enumerate(samples):
+    name = sample['name'].decode() if isinstance(sample['name'], bytes) else str(sample['name'])
+    stem = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name) or f'example{i}'
+    pictures[f'comparison_{i}'] = (f'step{step:07d}_{i:02d}_{stem}.png',
+                                   visualize.titled_comparison(
+                                       _uint8(sample['image']), sample['label'],
+                                       sample['prediction'], colormap, class_names,
+                                       title=f'{name} at step {step}',
+                                       ignore_label=ignore_label))
+  return pictures
+
+
+def _write_outputs(workdir, results, pictures):
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, RESULTS_FILE)
   with open(path + '.tmp', 'w') as f:
     json.dump(results, f, indent=2)
   os.replace(path + '.tmp', path)  # Readers never see a half-written file.
-  if not samples:
-    return
   from PIL import Image  # pylint: disable=g-import-not-at-top
   directory = os.path.join(workdir, IMAGES_SUBDIR)
   os.makedirs(directory, exist_ok=True)
-  for i, sample in enumerate(samples):
-    name = sample['name'].decode() if isinstance(sample['name'], bytes) else str(sample['name'])
-    stem = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name) or f'example{i}'
-    panel = visualize.comparison_panel(_uint8(sample['image']), sample['label'],
-                                       sample['prediction'], colormap, ignore_label=ignore_label)
-    Image.fromarray(panel).save(
-        os.path.join(directory, f'step{results["step"]:07d}_{i:02d}_{stem}.png'))
+  for file_name, picture in pictures.values():
+    Image.fromarray(picture).save(os.path.join(directory, file_name))
 
 
 def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
