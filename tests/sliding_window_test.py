@@ -5,9 +5,13 @@ reference scored window by window in NumPy from the model's own scores; the
 export, the Predictor and batched evaluation of differently sized images agree.
 """
 
+import os
+
+from clu import metric_writers
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
@@ -17,9 +21,11 @@ from deeplab_jax import evaluate
 from deeplab_jax import inference
 from deeplab_jax import metrics
 from deeplab_jax import predictor
+from deeplab_jax import visualize
 from deeplab_jax.model import create_model
 from export_test import natural_image
 from predictor_test import make_variables
+from visualize_test import find
 
 CROP, STRIDE = 65, (40, 44)
 
@@ -152,6 +158,43 @@ def sized_source(sizes, num_classes=21):
       'name': tf.TensorSpec([], tf.string)})
 
 
+class RecordingWriter(metric_writers.MetricWriter):
+  """Keeps what evaluation writes to TensorBoard."""
+
+  def __init__(self):
+    self.images, self.texts, self.scalars = {}, {}, {}
+
+  def write_images(self, step, images):
+    self.images.update(images)
+
+  def write_texts(self, step, texts):
+    self.texts.update(texts)
+
+  def write_scalars(self, step, scalars):
+    self.scalars.update(scalars)
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
 def test_slide_evaluation_batches_different_sizes_as_each_image_alone(tiny, tmp_path):
   config, variables = tiny
   config = config.copy_and_resolve_references()
@@ -159,10 +202,12 @@ def test_slide_evaluation_batches_different_sizes_as_each_image_alone(tiny, tmp_
   config.dataset.min_resize_value = None
   config.dataset.max_resize_value = None
   config.num_eval_images = None
-  config.num_prediction_images = 0
+  config.num_prediction_images = 2
   config.eval_batch_size = 2
   sizes = [(150, 170), (40, 90), (100, 66)]  # Larger and smaller than the crop, in one batch.
-  results = evaluate.evaluate(config, str(tmp_path), variables, 0, source=sized_source(sizes))
+  writer = RecordingWriter()
+  results = evaluate.evaluate(config, str(tmp_path), variables, 3, source=sized_source(sizes),
+                              writer=writer)
   slide = slide_predictor(config, variables)
   confusion = np.zeros((21, 21), np.int64)
   for example in sized_source(sizes).as_numpy_iterator():
@@ -195,3 +240,20 @@ def test_slide_mode_no_longer_needs_an_eval_crop_as_large_as_the_images():
 def test_bad_slide_settings_are_refused(fields, message):
   with pytest.raises(config_checks.ConfigError, match=message):
     config_checks.check_evaluation(tiny_config(**fields), num_devices=1)
+
+  # The pictures: a titled panel per sample at the image's full size, the
+  # confusion matrix and the IoU chart, as files and in TensorBoard.
+  files = sorted(os.listdir(tmp_path / 'eval_images'))
+  assert files == ['step0000003_00_image0.png', 'step0000003_01_image1.png',
+                   'step0000003_confusion_matrix.png', 'step0000003_per_class_iou.png']
+  assert set(writer.images) == {'eval/comparison_0', 'eval/comparison_1',
+                                'eval/confusion_matrix', 'eval/per_class_iou'}
+  first = np.asarray(Image.open(tmp_path / 'eval_images' / files[0]))
+  np.testing.assert_array_equal(writer.images['eval/comparison_0'][0], first)
+  assert find(first, natural_image(150, 170, seed=10)) is not None  # At full size.
+  matrix = np.asarray(Image.open(tmp_path / 'eval_images' / files[2]))
+  assert visualize.text_picture(' background ').shape[1] < matrix.shape[1]
+  np.testing.assert_array_equal(writer.images['eval/confusion_matrix'][0], matrix)
+  table = writer.texts['eval/per_class_iou']
+  assert table.splitlines()[0].split() == ['class', 'IoU']
+  assert f'{results["mean_iou"]:.4f}' in table.splitlines()[-1]
