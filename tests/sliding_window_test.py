@@ -18,6 +18,7 @@ import tensorflow as tf
 from configs import voc_mnv2
 from deeplab_jax import config_checks
 from deeplab_jax import evaluate
+from deeplab_jax import export
 from deeplab_jax import inference
 from deeplab_jax import metrics
 from deeplab_jax import predictor
@@ -132,16 +133,17 @@ def test_exported_slide_model_takes_any_size_at_full_resolution(tiny, tmp_path):
   config, variables = tiny
   config = config.copy_and_resolve_references()
   config.eval_mode = 'slide'
-  fn = predictor.make_predict_fn(config)
-  batch, height, width = jax.export.symbolic_shape('N, H, W')
-  exported = jax.export.export(jax.jit(lambda x: {'labels': fn(variables, x)}),
-                               platforms=('cpu',))(
-      jax.ShapeDtypeStruct((batch, height, width, 3), jnp.uint8))
-  (tmp_path / predictor.EXPORT_FILE).write_bytes(exported.serialize())
+  info = export.export_model(config, variables, str(tmp_path), tflite=False, platforms=('cpu',))
+  assert info['eval_mode'] == 'slide' and info['slide_stride'] == list(STRIDE)
   served = predictor.Predictor.from_export(str(tmp_path))
+  saved_model = tf.saved_model.load(str(tmp_path / export.SAVED_MODEL_DIR))
   in_process = slide_predictor(config, variables)
   for image in (natural_image(150, 170, seed=6), natural_image(40, 90, seed=7)):
-    np.testing.assert_array_equal(served.predict(image), in_process.predict(image))
+    labels = in_process.predict(image)
+    np.testing.assert_array_equal(served.predict(image), labels)
+    np.testing.assert_array_equal(
+        saved_model.signatures['serving_default'](images=tf.constant(image[None]))['labels']
+        .numpy()[0], labels)
 
 
 def sized_source(sizes, num_classes=21):
