@@ -221,6 +221,25 @@ def test_slide_evaluation_batches_different_sizes_as_each_image_alone(tiny, tmp_
   assert results['mean_iou'] == pytest.approx(expected['mean_iou'], abs=1e-9)
   assert results['num_pixels'] == expected['num_pixels']
 
+  # The pictures: a titled panel per sample at the image's full size, the
+  # confusion matrix and the IoU chart, as files and in TensorBoard.
+  files = sorted(os.listdir(tmp_path / 'eval_images'))
+  assert files == ['step0000003_00_image0.png', 'step0000003_01_image1.png',
+                   'step0000003_confusion_matrix.png', 'step0000003_per_class_iou.png']
+  assert set(writer.images) == {'eval/comparison_0', 'eval/comparison_1',
+                                'eval/confusion_matrix', 'eval/per_class_iou'}
+  first = np.asarray(Image.open(tmp_path / 'eval_images' / files[0]))
+  np.testing.assert_array_equal(writer.images['eval/comparison_0'][0], first)
+  assert find(first, natural_image(150, 170, seed=10)) is not None  # At full size.
+  matrix = np.asarray(Image.open(tmp_path / 'eval_images' / files[2]))
+  np.testing.assert_array_equal(matrix, visualize.confusion_matrix_picture(
+      confusion, evaluate.dataset_info(config)[0],
+      f'Confusion matrix at step 3 ({config.dataset.eval_split})'))
+  np.testing.assert_array_equal(writer.images['eval/confusion_matrix'][0], matrix)
+  table = writer.texts['eval/per_class_iou']
+  assert table.splitlines()[0].split() == ['class', 'IoU']
+  assert f'{results["mean_iou"]:.4f}' in table.splitlines()[-1]
+
 
 def test_slide_mode_no_longer_needs_an_eval_crop_as_large_as_the_images():
   config = tiny_config(eval_crop_size=(513, 513))
@@ -242,20 +261,3 @@ def test_slide_mode_no_longer_needs_an_eval_crop_as_large_as_the_images():
 def test_bad_slide_settings_are_refused(fields, message):
   with pytest.raises(config_checks.ConfigError, match=message):
     config_checks.check_evaluation(tiny_config(**fields), num_devices=1)
-
-  # The pictures: a titled panel per sample at the image's full size, the
-  # confusion matrix and the IoU chart, as files and in TensorBoard.
-  files = sorted(os.listdir(tmp_path / 'eval_images'))
-  assert files == ['step0000003_00_image0.png', 'step0000003_01_image1.png',
-                   'step0000003_confusion_matrix.png', 'step0000003_per_class_iou.png']
-  assert set(writer.images) == {'eval/comparison_0', 'eval/comparison_1',
-                                'eval/confusion_matrix', 'eval/per_class_iou'}
-  first = np.asarray(Image.open(tmp_path / 'eval_images' / files[0]))
-  np.testing.assert_array_equal(writer.images['eval/comparison_0'][0], first)
-  assert find(first, natural_image(150, 170, seed=10)) is not None  # At full size.
-  matrix = np.asarray(Image.open(tmp_path / 'eval_images' / files[2]))
-  assert visualize.text_picture(' background ').shape[1] < matrix.shape[1]
-  np.testing.assert_array_equal(writer.images['eval/confusion_matrix'][0], matrix)
-  table = writer.texts['eval/per_class_iou']
-  assert table.splitlines()[0].split() == ['class', 'IoU']
-  assert f'{results["mean_iou"]:.4f}' in table.splitlines()[-1]
