@@ -140,7 +140,7 @@ def check_evaluation(config: ml_collections.ConfigDict, num_devices: int,
   _size(config, 'eval_crop_size', _crop_minimum(config))
   _positive_numbers(config, 'eval_scales')
   _choice(config, 'eval_flip', (True, False))
-  _choice(config, 'eval_mode', ('whole', 'slide'))
+  _choice(config, 'eval_mode', ('whole', 'slide'), allow_none=True)  # None: 'whole'.
   if _get(config, 'eval_slide_stride') is not None:
     stride = _size(config, 'eval_slide_stride', 1)
     crop = _size(config, 'eval_crop_size', 1)
