@@ -235,7 +235,9 @@ def _main():
              f'  dataset:          {config.dataset.data_dir or "TFDS default data dir"}'])
   elif mode == 'eval':
     scores = evaluate.evaluate_checkpoints(config, workdir, continuous=FLAGS.continuous)
-    _report([f'Mean IoU {scores["mean_iou"]:.4f}, pixel accuracy '
+    from deeplab_jax import metrics  # pylint: disable=g-import-not-at-top
+    _report([metrics.per_class_table(scores['per_class_iou'], scores['mean_iou']),
+             f'Mean IoU {scores["mean_iou"]:.4f}, pixel accuracy '
              f'{scores["pixel_accuracy"]:.4f} at step {scores["step"]} '
              f'({scores["num_images"]} images).',
              f'  eval results:     {results}',

@@ -106,6 +106,18 @@ def get_config():
   config.eval_batch_size = 8
   config.eval_scales = (1.0,)
   config.eval_flip = False
+  # 'whole': each image padded to eval_crop_size and predicted at once (the
+  # original's eval.py; images larger than the crop are shrunk by predict and
+  # export, and evaluation needs a crop as large as the largest image).
+  # 'slide': overlapping windows of eval_crop_size, eval_slide_stride apart,
+  # with their scores averaged where they overlap (mmsegmentation's
+  # mode='slide'): full-resolution Cityscapes, aerial tiles or phone photos
+  # with the crop the model trained on. Equal to 'whole' on images that fit
+  # one window; eval_scales / eval_flip apply to each window.
+  config.eval_mode = 'whole'
+  # (h, w) step between windows; None = two thirds of eval_crop_size (mmseg's
+  # 512 crop / 341 stride): smaller steps average more windows and cost more.
+  config.eval_slide_stride = placeholder(tuple)
   config.eval_every_steps = 2000
   config.num_eval_images = placeholder(int)  # None = the whole split.
 

@@ -140,6 +140,14 @@ def check_evaluation(config: ml_collections.ConfigDict, num_devices: int,
   _size(config, 'eval_crop_size', _crop_minimum(config))
   _positive_numbers(config, 'eval_scales')
   _choice(config, 'eval_flip', (True, False))
+  _choice(config, 'eval_mode', ('whole', 'slide'), allow_none=True)  # None: 'whole'.
+  if _get(config, 'eval_slide_stride') is not None:
+    stride = _size(config, 'eval_slide_stride', 1)
+    crop = _size(config, 'eval_crop_size', 1)
+    if stride[0] > crop[0] or stride[1] > crop[1]:
+      _fail('eval_slide_stride', _get(config, 'eval_slide_stride'),
+            f'must not exceed config.eval_crop_size={crop}: windows further apart than the '
+            'crop leave pixels unpredicted')
   _batch_size(config, 'eval_batch_size', num_devices, num_processes)
   _positive_int(config, 'num_eval_images', allow_none=True)
   _positive_int(config, 'num_prediction_images', minimum=0)
@@ -228,8 +236,16 @@ def resized_size_bound(config, largest: Optional[Tuple[int, int]]
 def check_eval_crop_fits(config, largest: Optional[Tuple[int, int]], what: str) -> None:
   """Evaluation pads every image to `eval_crop_size` and cannot shrink one:
   refuses a crop smaller than the largest evaluation image (`what` says where
-  that size comes from)."""
+  that size comes from). Slide mode needs only a known bound: it pads every
+  image to a canvas that holds the largest and slides crop-sized windows."""
   bound = resized_size_bound(config, largest)
+  if _get(config, 'eval_mode') == 'slide':
+    if bound is None:
+      raise ConfigError(
+          f"config.eval_mode='slide' pads the evaluation images to one canvas, but the size of "
+          f'{what} is not bounded: pass --config.dataset.max_resize_value=N (with '
+          "min_resize_value) to bound it, or use --config.eval_mode=whole.")
+    return
   if bound is None:
     return
   crop = tuple(int(c) for c in config.eval_crop_size)

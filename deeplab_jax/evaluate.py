@@ -5,6 +5,12 @@ scales + flip from `config.eval_scales` / `config.eval_flip`) under
 `shard_map` and psums one [C, C] confusion matrix; the host adds them up in
 int64 and computes the metrics once over the whole split. Padding examples
 (mask False) and ignored pixels are left out.
+
+With `config.eval_mode='slide'` every image is padded to one canvas that holds
+the split's largest image (a whole number of strides beyond the crop), and
+crop-sized windows slide over each image's own size, passed along as values:
+batches of differently sized images share one compiled step, and each image
+gets the windows it would get alone.
 """
 
 import json
@@ -21,9 +27,11 @@ import ml_collections
 import numpy as np
 
 from deeplab_jax import checkpointing
+from deeplab_jax import config_checks
+from deeplab_jax import inference
 from deeplab_jax import metrics
+from deeplab_jax import predictor
 from deeplab_jax import train
-from deeplab_jax.inference import predict_labels
 from deeplab_jax.model import create_model
 
 RESULTS_FILE = 'eval_results.json'
@@ -32,20 +40,46 @@ _DEVICE_KEYS = ('image', 'label', 'mask')
 
 
 def create_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
-  """`eval_step(variables, batch) -> (confusion [C, C] int32, predictions [B, H, W] int32)`."""
+  """`eval_step(variables, batch) -> (confusion [C, C] int32, predictions [B, H, W] int32)`.
+
+  In slide mode `batch` also holds 'image_hw' int32 [B, 2], each image's size.
+  """
   model = create_model(config)
   scales, flip = tuple(float(s) for s in config.eval_scales), bool(config.eval_flip)
   num_classes = config.model.num_classes
   ignore_label = int(config.dataset.ignore_label)
+  crop = tuple(int(c) for c in config.eval_crop_size)
+  stride = predictor.slide_stride(config)
 
   def per_device(variables, batch):
-    predictions = predict_labels(model, variables, batch['image'], scales, flip)
+    if _slides(config):
+      predictions = inference.slide_predict(model, variables, batch['image'], batch['image_hw'],
+                                            crop, stride, scales, flip)
+    else:
+      predictions = inference.predict_labels(model, variables, batch['image'], scales, flip)
     confusion = metrics.confusion_matrix(batch['label'], predictions, num_classes,
                                          ignore_label, mask=batch['mask'])
     return jax.lax.psum(confusion, train.DATA_AXIS), predictions
 
   return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(train.DATA_AXIS)),
                                out_specs=(P(), P(train.DATA_AXIS))))
+
+
+def _slides(config) -> bool:
+  return config.get('eval_mode', 'whole') == 'slide'
+
+
+def slide_canvas_size(config, largest=None):
+  """The (h, w) every evaluation image is padded to in slide mode: the bound of
+  the split's images (`largest`, else the dataset registry's) after resizing,
+  rounded up to a whole number of strides beyond the crop."""
+  if largest is None:
+    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    largest = datasets.largest_image_size(config.dataset, config.dataset.eval_split)
+  what = f'{config.dataset.name} {config.dataset.eval_split}'
+  config_checks.check_eval_crop_fits(config, largest, what)  # Names the fix if unbounded.
+  bound = config_checks.resized_size_bound(config, largest)
+  return inference.slide_canvas_size(bound, config.eval_crop_size, predictor.slide_stride(config))
 
 
 def local_rows(array: jax.Array) -> np.ndarray:
@@ -96,8 +130,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
              num_examples: Optional[int] = None, eval_step=None) -> Dict[str, Any]:
   """Evaluates `variables` on the eval split; writes the results; returns them.
 
-  Writes `<workdir>/eval_results.json` and comparison pictures (image | ground
-  truth | prediction) to `<workdir>/eval_images/` and to `writer`.
+  Writes `<workdir>/eval_results.json`, and to `<workdir>/eval_images/` and
+  `writer`: comparison pictures (image | ground truth | prediction, with a
+  legend of the classes in them), the confusion matrix and a per-class IoU
+  chart (`writer` also gets the per-class table as text).
   """
   from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from deeplab_jax import visualize  # pylint: disable=g-import-not-at-top
@@ -106,8 +142,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
   eval_step = eval_step or create_eval_step(config, mesh)
   class_names, colormap = dataset_info(config)
   source, per_host = _eval_source(config, source, num_examples)
+  data_config = config
+  if _slides(config):  # The pipeline pads to its config's eval crop: make that the canvas.
+    data_config = config.copy_and_resolve_references()
+    data_config.eval_crop_size = slide_canvas_size(config)
   data = input_pipeline.create_eval_dataset(
-      config, source, process_index=jax.process_index(), process_count=jax.process_count(),
+      data_config, source, process_index=jax.process_index(), process_count=jax.process_count(),
       num_examples_per_host=per_host)
 
   start = time.perf_counter()
@@ -117,7 +157,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
   samples: List[Dict[str, np.ndarray]] = []
   wanted_samples = int(config.get('num_prediction_images') or 0)
   for batch in data.as_numpy_iterator():
-    device_batch = train.global_batch({k: batch[k] for k in _DEVICE_KEYS}, mesh)
+    device_keys = {k: batch[k] for k in _DEVICE_KEYS}
+    if _slides(config):
+      device_keys['image_hw'] = np.stack([batch['height'], batch['width']], -1).astype(np.int32)
+    device_batch = train.global_batch(device_keys, mesh)
     step_confusion, predictions = eval_step(variables, device_batch)
     confusion += np.asarray(jax.device_get(step_confusion), np.int64)
     num_images += int(np.sum(batch['mask']))
@@ -144,26 +187,28 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
       'split': config.dataset.eval_split,
       'eval_scales': [float(s) for s in config.eval_scales],
       'eval_flip': bool(config.eval_flip),
+      'eval_mode': config.get('eval_mode', 'whole'),
       'seconds': time.perf_counter() - start,
   }
   logging.info('Evaluation at step %d on %d images: mean IoU %.4f, pixel accuracy %.4f.',
                step, num_images, results['mean_iou'], results['pixel_accuracy'])
 
+  pictures = _pictures(results, confusion, samples, class_names, colormap,
+                       int(config.dataset.ignore_label), visualize)
   if jax.process_index() == 0:
-    _write_outputs(workdir, results, samples, colormap, int(config.dataset.ignore_label),
-                   visualize)
+    _write_outputs(workdir, results, pictures)
   if writer is not None:
     scalars = {'eval/mean_iou': results['mean_iou'],
                'eval/pixel_accuracy': results['pixel_accuracy']}
     scalars.update({f'eval/iou/{name}': value
                     for name, value in results['per_class_iou'].items() if value is not None})
     writer.write_scalars(step, scalars)
-    if samples:
-      panels = [visualize.comparison_panel(_uint8(s['image']), s['label'], s['prediction'],
-                                           colormap, ignore_label=int(config.dataset.ignore_label))
-                for s in samples]
-      writer.write_images(step, {f'eval/comparison_{i}': panel[None]
-                                 for i, panel in enumerate(panels)})
+    writer.write_images(step, {f'eval/{key}': picture[None]
+                               for key, (_, picture) in pictures.items()})
+    # Four spaces: a fixed-width block in TensorBoard's markdown.
+    table = metrics.per_class_table(results['per_class_iou'], results['mean_iou'])
+    writer.write_texts(step, {'eval/per_class_iou': '\n'.join(
+        '    ' + line for line in table.splitlines())})
     writer.flush()
   return results
 
@@ -172,24 +217,41 @@ def _uint8(image: np.ndarray) -> np.ndarray:
   return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def _write_outputs(workdir, results, samples, colormap, ignore_label, visualize):
+def _pictures(results, confusion, samples, class_names, colormap, ignore_label, visualize):
+  """{TensorBoard key: (file name, uint8 picture)} of one evaluation."""
+  step = results['step']
+  pictures = {
+      'confusion_matrix': (f'step{step:07d}_confusion_matrix.png',
+                           visualize.confusion_matrix_picture(
+                               confusion, class_names,
+                               f'Confusion matrix at step {step} ({results["split"]})')),
+      'per_class_iou': (f'step{step:07d}_per_class_iou.png',
+                        visualize.iou_chart(results['per_class_iou'], results['mean_iou'],
+                                            f'Per-class IoU at step {step} ({results["split"]})')),
+  }
+  for i, sample in enumerate(samples):
+    name = sample['name'].decode() if isinstance(sample['name'], bytes) else str(sample['name'])
+    stem = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name) or f'example{i}'
+    pictures[f'comparison_{i}'] = (f'step{step:07d}_{i:02d}_{stem}.png',
+                                   visualize.titled_comparison(
+                                       _uint8(sample['image']), sample['label'],
+                                       sample['prediction'], colormap, class_names,
+                                       title=f'{name} at step {step}',
+                                       ignore_label=ignore_label))
+  return pictures
+
+
+def _write_outputs(workdir, results, pictures):
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, RESULTS_FILE)
   with open(path + '.tmp', 'w') as f:
     json.dump(results, f, indent=2)
   os.replace(path + '.tmp', path)  # Readers never see a half-written file.
-  if not samples:
-    return
   from PIL import Image  # pylint: disable=g-import-not-at-top
   directory = os.path.join(workdir, IMAGES_SUBDIR)
   os.makedirs(directory, exist_ok=True)
-  for i, sample in enumerate(samples):
-    name = sample['name'].decode() if isinstance(sample['name'], bytes) else str(sample['name'])
-    stem = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name) or f'example{i}'
-    panel = visualize.comparison_panel(_uint8(sample['image']), sample['label'],
-                                       sample['prediction'], colormap, ignore_label=ignore_label)
-    Image.fromarray(panel).save(
-        os.path.join(directory, f'step{results["step"]:07d}_{i:02d}_{stem}.png'))
+  for file_name, picture in pictures.values():
+    Image.fromarray(picture).save(os.path.join(directory, file_name))
 
 
 def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,

@@ -15,6 +15,11 @@
                       labels back (see export_info.json).
   export_info.json    inputs, outputs, crop, classes, colormap.
 
+With `config.eval_mode='slide'` the jax.export and SavedModel artifacts slide
+crop-sized windows over images of any size at full resolution (one compiled
+loop; its trip count follows the input size); the TFLite model stays one
+window, and its caller slides it (export_info.json says how).
+
 Weights are constants of the jax.export and TFLite artifacts and variables of
 the SavedModel. Batch norm is not folded.
 """
@@ -143,16 +148,24 @@ def _export_info(config, *, resize_long_side, with_probabilities, platforms, tfl
       'saved_model': {'directory': SAVED_MODEL_DIR, 'signature': 'serving_default',
                       'platforms': list(platforms), **serving_io},
   }
+  slide = config.get('eval_mode', 'whole') == 'slide'
+  stride = list(predictor.slide_stride(config))
   if tflite:
+    fit = (f'fit the RGB image into {crop[0]}x{crop[1]} (shrink, keeping the aspect ratio, if '
+           'it is larger), pad it at the bottom and right with 127 or 128 (the model maps '
+           '127.5 to 0) to exactly that size, run, then take the labels of the image region '
+           'and resize them back (nearest) if the image was shrunk.')
+    if slide:
+      fit = (f'slide it: pad the RGB image bottom/right with 127 or 128 to at least '
+             f'{crop[0]}x{crop[1]}, run windows of that size {stride[0]}x{stride[1]} apart '
+             '(the last of each row and column ending at the image border) and keep, per '
+             'pixel, one window\'s label (labels cannot be averaged as the other artifacts '
+             'average scores, so results differ slightly where windows overlap).')
     artifacts['tflite'] = {
         'file': TFLITE_FILE,
         'inputs': {INPUT_NAME: _tensor('uint8', [1, *crop, 3])},
         'outputs': {'labels': _tensor('int32', [1, *crop])},
-        'caller_must': (
-            f'fit the RGB image into {crop[0]}x{crop[1]} (shrink, keeping the aspect ratio, if '
-            'it is larger), pad it at the bottom and right with 127 or 128 (the model maps '
-            '127.5 to 0) to exactly that size, run, then take the labels of the image region '
-            'and resize them back (nearest) if the image was shrunk.'),
+        'caller_must': fit,
     }
   return {
       'format': 'deeplab_jax export', 'format_version': FORMAT_VERSION,
@@ -165,7 +178,11 @@ def _export_info(config, *, resize_long_side, with_probabilities, platforms, tfl
       'model': {'backbone': str(config.model.backbone),
                 'output_stride': int(config.model.output_stride),
                 'decoder_output_stride': config.model.decoder_output_stride},
+      'eval_mode': 'slide' if slide else 'whole', 'slide_stride': stride if slide else None,
       'preprocessing': (
+          'inside the jax_export and saved_model artifacts: windows of the crop size, '
+          'slide_stride apart, cover the image at its own size (padded bottom/right with 127.5 '
+          'to at least the crop) and their scores are averaged where they overlap' if slide else
           'inside the jax_export and saved_model artifacts: images larger than the crop are '
           'shrunk to fit it (or resized so the long side is resize_long_side), padded '
           'bottom/right with 127.5 to the crop, predicted, and the labels mapped back to the '

@@ -56,3 +56,117 @@ def argmax_classes(scores):
     best = jnp.where(better, scores[..., c], best)
     index = jnp.where(better, jnp.int32(c), index)
   return index
+
+
+# --- Sliding windows (mmsegmentation's `mode='slide'`) ---------------------------
+#
+# Overlapping windows of the crop size, `stride` apart, cover each image; each
+# window is scored exactly as whole-image inference scores a crop (so one
+# window equals whole-image inference), and the scores are averaged where
+# windows overlap. The last window of a row or column is moved back to end at
+# the image border (mmseg's rule); an image smaller than the crop is one
+# window that reads the canvas' padding, as whole-image inference does.
+#
+# Window positions come from each image's (height, width) as traced values, so
+# images of different sizes share one compiled loop on one padded canvas, and
+# the canvas may have symbolic sizes (`export.py`).
+
+
+def slide_canvas_size(image_hw, crop_hw, stride_hw):
+  """(h, w): the smallest `crop + k·stride` per side that holds `image_hw`.
+
+  Canvases of that form bound the number of compiled shapes: every image that
+  needs the same number of windows shares one."""
+  return tuple(c + -(-max(int(i) - c, 0) // s) * s
+               for i, c, s in zip(image_hw, crop_hw, stride_hw))
+
+
+def num_windows(size, crop: int, stride: int):
+  """Windows along one side of `size` (int or traced): ceil((size − crop)/stride) + 1."""
+  return jnp.maximum(size - crop + stride - 1, 0) // stride + 1
+
+
+def window_scores(model, variables, windows, scales: Sequence[float] = (1.0,),
+                  flip: bool = False):
+  """float32 [N, h, w, C] scores of crops: upsampled logits for one scale
+  without flip (argmax = `predict_labels`), else mean probabilities."""
+  scales = tuple(scales)
+  if scales == (1.0,) and not flip:
+    logits = model.apply(variables, windows, train=False)
+    return resize_bilinear(logits.astype(jnp.float32), windows.shape[1:3])
+  return class_probabilities(model, variables, windows, scales, flip)
+
+
+def slide_scores(score_fn, images, image_hw, crop_hw: Sequence[int],
+                 stride_hw: Sequence[int]):
+  """Window scores averaged over overlaps: float32 [N, H, W, C] on the canvas.
+
+  Args:
+    score_fn: float32 windows [N, crop_h, crop_w, 3] → scores [N, crop_h, crop_w, C].
+    images: float32 [N, H, W, 3], each image at the top left of the canvas,
+      padded (with the mean pixel) at least to the crop.
+    image_hw: int32 [N, 2], each image's (height, width) before padding.
+    crop_hw, stride_hw: static window size and step.
+
+  Scores beyond an image's own size (or beyond the crop for a smaller image)
+  are zero.
+  """
+  crop_h, crop_w = (int(c) for c in crop_hw)
+  stride_h, stride_w = (int(s) for s in stride_hw)
+  image_hw = jnp.asarray(image_hw, jnp.int32)
+  rows = num_windows(image_hw[:, 0], crop_h, stride_h)
+  cols = num_windows(image_hw[:, 1], crop_w, stride_w)
+  count = rows * cols  # [N]; the loop runs to the batch's largest.
+  last_top = jnp.maximum(image_hw[:, 0] - crop_h, 0)
+  last_left = jnp.maximum(image_hw[:, 1] - crop_w, 0)
+
+  def window_corner(index):
+    index = jnp.minimum(index, count - 1)  # Images with fewer windows repeat their last...
+    top = jnp.minimum(index // cols * stride_h, last_top)
+    left = jnp.minimum(index % cols * stride_w, last_left)
+    return top, left
+
+  def cut(image, top, left):
+    return jax.lax.dynamic_slice(image, (top, left, 0), (crop_h, crop_w, image.shape[-1]))
+
+  def add(total, part, top, left):
+    start = (top, left, 0)
+    return jax.lax.dynamic_update_slice(
+        total, jax.lax.dynamic_slice(total, start, part.shape) + part, start)
+
+  def body(index, carry):
+    total, weight = carry
+    top, left = window_corner(index)
+    scores = score_fn(jax.vmap(cut)(images, top, left))
+    used = (index < count).astype(jnp.float32)  # ...which then weigh nothing.
+    ones = jnp.broadcast_to(used[:, None, None, None], (*scores.shape[:3], 1))
+    total = jax.vmap(add)(total, scores * used[:, None, None, None], top, left)
+    weight = jax.vmap(add)(weight, ones, top, left)
+    return total, weight
+
+  num_classes = jax.eval_shape(
+      score_fn, jax.ShapeDtypeStruct((images.shape[0], crop_h, crop_w, 3), jnp.float32)).shape[-1]
+  # Zeros made from the images: under shard_map they vary over the batch axis
+  # as the loop's results do.
+  weight = images[..., :1].astype(jnp.float32) * 0.0
+  total = jnp.broadcast_to(weight, (*images.shape[:3], num_classes))
+  total, weight = jax.lax.fori_loop(0, jnp.max(count), body, (total, weight))
+  return total / jnp.maximum(weight, 1.0)
+
+
+def slide_predict(model, variables, images, image_hw, crop_hw, stride_hw,
+                  scales: Sequence[float] = (1.0,), flip: bool = False,
+                  with_probabilities: bool = False):
+  """Labels [N, H, W] (and probabilities [N, H, W, C]) by sliding windows.
+
+  Averages upsampled logits for one scale without flip (as mmseg), else
+  probabilities; each window is scored at `scales` (and flipped) as a whole
+  crop would be.
+  """
+  scores = slide_scores(lambda w: window_scores(model, variables, w, scales, flip),
+                        images, image_hw, crop_hw, stride_hw)
+  labels = argmax_classes(scores)
+  if not with_probabilities:
+    return labels
+  single = tuple(scales) == (1.0,) and not flip
+  return labels, (jax.nn.softmax(scores, -1) if single else scores)

@@ -104,3 +104,16 @@ def segmentation_metrics(confusion, class_names: Optional[Sequence[str]] = None)
                         for name, value, keep in zip(class_names, iou, present)},
       'num_pixels': int(round(total)),
   }
+
+
+def per_class_table(per_class_iou: Dict[str, Optional[float]], mean_iou: float) -> str:
+  """The per-class IoU of `segmentation_metrics` as aligned text lines, ending
+  with the mean; 'n/a' marks a class neither in the ground truth nor predicted
+  (left out of the mean)."""
+  names = list(per_class_iou) + ['mean IoU']
+  width = max(len('class'), *(len(n) for n in names))
+  lines = [f'{"class":<{width}}  IoU']
+  for name, value in per_class_iou.items():
+    lines.append(f'{name:<{width}}  {"n/a" if value is None else f"{value:.4f}"}')
+  lines.append(f'{"mean IoU":<{width}}  {mean_iou:.4f}')
+  return '\n'.join(lines)

@@ -20,6 +20,11 @@ the original derives them from the crop, so it runs on a fixed *canvas*:
    the input size with nearest-neighbour align-corners (an identity when the
    image was not resized).
 
+With `config.eval_mode='slide'` no image is resized: windows of the crop size,
+`config.eval_slide_stride` apart, cover it at full resolution
+(`inference.slide_predict`), and the canvas only pads it (to a whole number of
+strides beyond the crop in the Predictor, by one crop in the export).
+
 The sizes in steps 1 and 4 are computed with jnp from the input's shape, so
 the same function also lowers with symbolic height and width (`export.py`).
 """
@@ -150,15 +155,29 @@ class _Options:
   """What a config fixes about prediction."""
 
   def __init__(self, config: ml_collections.ConfigDict, resize_long_side: Optional[int],
-               pad_to_crop: bool):
+               pad_to_crop: bool, with_probabilities: bool = False):
     if resize_long_side is not None and int(resize_long_side) < 1:
       raise ValueError(f'resize_long_side={resize_long_side} must be a positive number of pixels.')
     self.model = create_model(config)
+    self.with_probabilities = with_probabilities
     self.crop = tuple(int(c) for c in config.eval_crop_size)
     self.scales = tuple(float(s) for s in config.eval_scales)
     self.flip = bool(config.eval_flip)
     self.fit = dict(resize_long_side=resize_long_side, pad_to_crop=pad_to_crop,
                     stride=int(config.model.output_stride))
+    self.slide = config.get('eval_mode', 'whole') == 'slide'
+    self.slide_stride = slide_stride(config)
+    if self.slide and resize_long_side is not None:
+      raise ValueError(f'resize_long_side={resize_long_side} resizes images for '
+                       "config.eval_mode='whole'; slide mode predicts at full size: drop one.")
+
+
+def slide_stride(config: ml_collections.ConfigDict) -> Tuple[int, int]:
+  """`config.eval_slide_stride`, or two thirds of the crop (mmseg's choice) when None."""
+  stride = config.get('eval_slide_stride')
+  if stride is None:
+    return tuple(max(1, (2 * int(c)) // 3) for c in config.eval_crop_size)
+  return tuple(int(s) for s in stride)
 
 
 def _check_images(images):
@@ -174,16 +193,33 @@ def make_predict_fn(config: ml_collections.ConfigDict, *, resize_long_side: Opti
   [N, H, W, C]) with `with_probabilities`. Pure and jit-able as one function
   (what `export.py` serializes); H and W may be symbolic when `pad_to_crop`.
   """
-  options = _Options(config, resize_long_side, pad_to_crop)
+  options = _Options(config, resize_long_side, pad_to_crop, with_probabilities)
 
   def fn(variables, images):
     _check_images(images)
+    if options.slide:
+      return _slide_any_size(options, variables, images)
     canvas_images, fitted = fit_to_canvas(images, options.crop, **options.fit)
     outputs = canvas_prediction(options.model, variables, canvas_images, options.scales,
                                 options.flip, with_probabilities)
     return _map_back(outputs, fitted, images.shape[1:3])
 
   return fn
+
+
+def _slide_any_size(options, variables, images):
+  """Slide mode for sizes that may be symbolic: one crop of padding below and
+  right holds every window (windows never pass max(size, crop))."""
+  height, width = images.shape[1:3]
+  crop_h, crop_w = options.crop
+  canvas = jnp.pad(images.astype(jnp.float32), ((0, 0), (0, crop_h), (0, crop_w), (0, 0)),
+                   constant_values=MEAN_PIXEL)
+  image_hw = jnp.broadcast_to(jnp.stack([jnp.asarray(height, jnp.int32),
+                                         jnp.asarray(width, jnp.int32)]), (images.shape[0], 2))
+  outputs = inference.slide_predict(options.model, variables, canvas, image_hw, options.crop,
+                                    options.slide_stride, options.scales, options.flip,
+                                    options.with_probabilities)
+  return jax.tree.map(lambda m: m[:, :height, :width], outputs)
 
 
 def _map_back(outputs, fitted, image_hw):
@@ -195,6 +231,7 @@ _fit_stage = jax.jit(fit_to_canvas,
                      static_argnames=('crop_hw', 'resize_long_side', 'pad_to_crop', 'stride'))
 _predict_stage = jax.jit(canvas_prediction, static_argnums=(0, 3, 4, 5))
 _back_stage = jax.jit(_map_back, static_argnums=2)
+_slide_stage = jax.jit(inference.slide_predict, static_argnums=(0, 4, 5, 6, 7, 8))
 
 
 def make_staged_predict_fn(config: ml_collections.ConfigDict, variables, *,
@@ -205,10 +242,21 @@ def make_staged_predict_fn(config: ml_collections.ConfigDict, variables, *,
   Only the cheap fitting and mapping-back stages compile per image size; the
   model compiles once per canvas (once in all with `pad_to_crop`).
   """
-  options = _Options(config, resize_long_side, pad_to_crop)
+  options = _Options(config, resize_long_side, pad_to_crop, with_probabilities)
 
   def fn(images):
     _check_images(images)
+    if options.slide:  # Compiles once per canvas, a whole number of strides beyond the crop.
+      height, width = images.shape[1:3]
+      canvas_h, canvas_w = inference.slide_canvas_size((height, width), options.crop,
+                                                       options.slide_stride)
+      canvas = np.full((images.shape[0], canvas_h, canvas_w, 3), MEAN_PIXEL, np.float32)
+      canvas[:, :height, :width] = images
+      image_hw = np.tile(np.asarray([[height, width]], np.int32), (images.shape[0], 1))
+      outputs = _slide_stage(options.model, variables, canvas, image_hw, options.crop,
+                             options.slide_stride, options.scales, options.flip,
+                             with_probabilities)
+      return jax.tree.map(lambda m: m[:, :height, :width], outputs)
     canvas_images, fitted = _fit_stage(images, options.crop, **options.fit)
     outputs = _predict_stage(options.model, variables, canvas_images, options.scales,
                              options.flip, with_probabilities)
@@ -352,7 +400,8 @@ class Predictor:
                 crop_size=[int(c) for c in config.eval_crop_size],
                 resize_long_side=resize_long_side, pad_to_crop=pad_to_crop,
                 eval_scales=[float(s) for s in config.eval_scales],
-                eval_flip=bool(config.eval_flip), colormap=colormap, class_names=class_names)
+                eval_flip=bool(config.eval_flip), colormap=colormap, class_names=class_names,
+                eval_mode=config.get('eval_mode', 'whole'), slide_stride=list(slide_stride(config)))
     return cls(labels_fn, probabilities_fn, info=info)
 
   @classmethod

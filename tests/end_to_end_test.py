@@ -49,20 +49,30 @@ def test_train_writes_checkpoints_results_and_pictures(trained_workdir):
   assert 0.0 <= results['mean_iou'] <= 1.0
   assert set(results['per_class_iou']) == {
       'background', 'disc', 'square', 'triangle', 'ring', 'bar'}
-  pictures = os.listdir(os.path.join(workdir, 'eval_images'))
-  assert len(pictures) == 2
+  pictures = sorted(os.listdir(os.path.join(workdir, 'eval_images')))
+  assert len(pictures) == 4  # Two samples, the confusion matrix, the per-class IoU chart.
+  assert pictures[-2:] == ['step0000002_confusion_matrix.png', 'step0000002_per_class_iou.png']
   assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir))
   assert os.path.join(workdir, 'checkpoints') in stdout
   assert os.path.join(workdir, 'eval_results.json') in stdout
 
 
 def test_eval_mode_restores_the_latest_checkpoint(trained_workdir):
+  # In slide mode (training evaluated whole images): windows of a 65 px crop
+  # over images up to 160 px, which whole-image evaluation would refuse.
   workdir, _ = trained_workdir
   os.remove(os.path.join(workdir, 'eval_results.json'))
-  result = run_main(workdir, '--mode=eval')
+  result = run_main(workdir, '--mode=eval', '--config.eval_mode=slide',
+                    '--config.eval_crop_size=65,65', '--config.eval_slide_stride=40,40')
   with open(os.path.join(workdir, 'eval_results.json')) as f:
-    assert json.load(f)['step'] == 2
+    results = json.load(f)
+  assert results['step'] == 2 and results['eval_mode'] == 'slide'
   assert 'Mean IoU' in result.stdout
+  lines = result.stdout.splitlines()  # The per-class table, then the summary.
+  start = lines.index(next(line for line in lines if line.split() == ['class', 'IoU']))
+  assert [line.split()[0] for line in lines[start + 1:start + 7]] == [
+      'background', 'disc', 'square', 'triangle', 'ring', 'bar']
+  assert lines[start + 7].startswith('mean IoU') and f'{results["mean_iou"]:.4f}' in lines[start + 7]
 
 
 def test_predict_mode_writes_labels_at_the_input_size(trained_workdir, tmp_path):

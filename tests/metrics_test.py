@@ -90,3 +90,14 @@ def test_matches_tensorflow_mean_iou_on_random_data():
   assert ours['per_class_iou']['5'] == 0.0 and ours['per_class_iou']['4'] == 0.0
   assert ours['per_class_iou']['6'] is None
   assert ours['num_pixels'] == int(valid.sum())
+
+
+def test_per_class_table_aligns_names_and_marks_absent_classes():
+  table = metrics.per_class_table({'background': 0.91234, 'tv/monitor': None, 'cat': 0.5}, 0.70617)
+  assert table.splitlines() == [
+      'class       IoU',
+      'background  0.9123',
+      'tv/monitor  n/a',
+      'cat         0.5000',
+      'mean IoU    0.7062',
+  ]
