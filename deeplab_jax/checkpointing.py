@@ -26,7 +26,8 @@ from deeplab_jax.checkpoint_import import CheckpointMismatchError
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 ITEM_NAMES = ('params', 'batch_stats', 'opt_state', 'ema_params', 'meta')
-VARIABLE_ITEMS = ('params', 'batch_stats', 'ema_params')  # Checked against the model.
+VARIABLE_ITEMS = ('params', 'batch_stats')
+CHECKED_ITEMS = VARIABLE_ITEMS + ('ema_params',)  # Compared with the model before a restore.
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -172,7 +173,7 @@ class CheckpointManager:
       _raise_mismatch(self.directory, step, problems)
 
   def _restore_items(self, step: int, templates: Dict[str, Any]) -> Dict[str, Any]:
-    self._check(step, {k: v for k, v in templates.items() if k in VARIABLE_ITEMS})
+    self._check(step, {k: v for k, v in templates.items() if k in CHECKED_ITEMS})
     args = {item: ocp.args.StandardRestore(_abstract(template))
             for item, template in templates.items()}
     args['meta'] = ocp.args.JsonRestore()

@@ -62,8 +62,9 @@ def test_two_hosts_match_one_host_with_the_same_devices(tmp_path):
     assert error <= 0.25 * np.abs(update).max() + 1e-6, (name, error, np.abs(update).max())
     update_norm += float(np.sum(update ** 2))
     difference_norm += float(np.sum((multi_updates[name] - update) ** 2))
-  # Measured 6% over two steps; a wrong gradient collective gives 100% or more.
-  assert difference_norm ** 0.5 < 0.1 * update_norm ** 0.5
+  # Measured 6% over two steps on a Zen 4 host and 10.4% on an Intel Xeon (its
+  # XLA:CPU kernels round differently); a wrong gradient collective gives 100%.
+  assert difference_norm ** 0.5 < 0.25 * update_norm ** 0.5
   assert multi['num_images'] == single['num_images'] == 6
   assert abs(multi['mean_iou'] - single['mean_iou']) < 1e-9
 

@@ -37,6 +37,7 @@ config.model.num_classes = NUM_CLASSES
 config.model.depth_multiplier = 0.5
 config.global_batch_size = config.eval_batch_size = GLOBAL_BATCH
 config.train_crop_size = config.eval_crop_size = (CROP, CROP)
+config.dataset.min_resize_value = config.dataset.max_resize_value = None  # Images are CROP.
 config.num_train_steps = 10
 config.learning_rate = 0.01
 config.num_prediction_images = 0
