@@ -41,7 +41,9 @@ def run(tmp_path, name, num_processes, devices_per_process):
   out_dir.mkdir()
   run_processes(WORKER, num_processes, out_dir, workdir, devices_per_process)
   with open(out_dir / 'results.json') as f:
-    return json.load(f), dict(np.load(out_dir / 'updates.npz'))
+    results = json.load(f)
+  results['statistics'] = dict(np.load(out_dir / 'statistics.npz'))
+  return results, dict(np.load(out_dir / 'updates.npz'))
 
 
 def test_two_hosts_match_one_host_with_the_same_devices(tmp_path):
@@ -65,6 +67,11 @@ def test_two_hosts_match_one_host_with_the_same_devices(tmp_path):
   # Measured 6% over two steps; a wrong gradient collective gives 100% or more.
   assert difference_norm ** 0.5 < 0.1 * update_norm ** 0.5
   assert multi['num_images'] == single['num_images'] == 6
+  # Recomputed batch-norm statistics (precise BN) agree as sync BN's moments do.
+  assert set(multi['statistics']) == set(single['statistics'])
+  for name, value in single['statistics'].items():
+    np.testing.assert_allclose(multi['statistics'][name], value, rtol=1e-4, atol=1e-6,
+                               err_msg=name)
   assert abs(multi['mean_iou'] - single['mean_iou']) < 1e-9
 
 
