@@ -210,7 +210,7 @@ def resolve_class_weights(config: ml_collections.ConfigDict, train_source=None):
   comma-separated list with one weight per class.
   """
   value = config.get('class_weights')
-  if value is None or value == '':
+  if value is None:
     return None
   num_classes = config.model.num_classes
   if value == 'auto':
@@ -557,9 +557,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           writer.write_scalars(step, scalars)
           timer_start, timer_step = time.perf_counter(), step
         pending, pending_first = [], step
-      # A preemption's checkpoint is written at once, with the moving averages
-      # (the grace period is short); the rerun recomputes them at its next one.
-      if refresh_batch_norm and ((save and not stop) or run_eval):
+      # A preemption's or Ctrl-C's checkpoint is written at once, with the
+      # moving averages (the grace period is short); the rerun recomputes them.
+      if refresh_batch_norm and not stop and (save or run_eval):
         state = refresh_batch_norm(state)
       if save:
         checkpoints.save(state)
