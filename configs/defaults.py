@@ -99,6 +99,7 @@ def get_config():
   config.precise_batch_norm_batches = 0
   config.upsample_logits = True  # Upsample logits to the labels (else downsample labels).
   config.top_k_percent_pixels = 1.0  # < 1 mines the hardest pixels.
+  config.hard_example_mining_step = 0
   # Per-class loss weights for imbalanced classes: None (unweighted, the
   # original), 'auto' (median-frequency balancing of the training split's
   # pixel histogram, scaled to a mean pixel weight of 1) or 'w0,w1,...'. Each
@@ -106,7 +107,6 @@ def get_config():
   # the number of pixels with non-zero weight, as the later original's
   # `label_weights` do.
   config.class_weights = placeholder(str)
-  config.hard_example_mining_step = 0
   config.last_layer_gradient_multiplier = 1.0
   config.last_layers_contain_logits_only = False
 
