@@ -49,10 +49,11 @@ def get_config(arg=None):
   config.dataset.eval_split = 'val'
   config.dataset.ignore_label = 255
 
-  # The recipe for a short run on a CPU, from scratch or from a checkpoint,
-  # measured on held-out generated folders (README, "Your own data"). The
-  # original's momentum SGD at 0.007 barely moves random weights in 1,500
-  # steps; Adam (the later original's other optimizer) does.
+  # The recipe for a short run on a CPU, from scratch or from a checkpoint
+  # (README, "Your own data", has its measured mean IoU). From random weights
+  # in 1,500 steps, momentum SGD barely moves: a PyTorch DeepLabV3+ on a folder
+  # of this kind reached mean IoU 0.25 with SGD at 0.01 and 0.76 with Adam at
+  # 2e-3; Adam is the later original's other optimizer, and the quickstart's.
   config.optimizer = 'adam'
   config.learning_rate = 0.002
   # The original's scales 0.5-2.0 of small images in a 129 crop cut objects
