@@ -606,7 +606,10 @@ def _batch_norm_refresher(config, mesh: Mesh, train_source):
         config, train_source, start_step=0, process_index=jax.process_index(),
         process_count=jax.process_count()).take(num_batches)
     start = time.perf_counter()
-    batch_stats = statistics(state.params, state.batch_stats, batches.as_numpy_iterator())
+    # Of the weights that evaluation, export and prediction use (the averaged
+    # ones with config.ema_decay): training itself never reads the statistics.
+    batch_stats = statistics(state.evaluated_variables['params'], state.batch_stats,
+                             batches.as_numpy_iterator())
     logging.info('Recomputed the batch-norm statistics of step %d over %d training batches '
                  '(%.1f s).', int(state.step), num_batches, time.perf_counter() - start)
     return state.replace(batch_stats=batch_stats)
