@@ -20,9 +20,14 @@ Check the folder before training: `--mode=check_data` lists every problem in
 it (unreadable images, colour labels, bad ids, size mismatches, missing
 labels, classes that never occur) with a fix for each.
 
-The model is MobileNetV2 with the decoder at output stride 4; the training
-recipe is the defaults' (VOC's). With a batch below ~12 also pass
-`--config.fine_tune_batch_norm=False` and start from a trained checkpoint.
+The model is MobileNetV2 with the decoder at output stride 4. The recipe
+below (Adam, narrow scale augmentation, batch-norm statistics recomputed
+before evaluations and checkpoints) is for short runs, from scratch or from a
+checkpoint (`--config.init_checkpoint=...`); the README gives both recipes
+with their measured mean IoU. For a long run with a large batch from a
+model-zoo checkpoint, the original's recipe is
+`--config.optimizer=momentum --config.learning_rate=0.007
+--config.min_scale_factor=0.5 --config.max_scale_factor=2.0`.
 `--config=configs/custom.py:tiny` gives a small local variant for CPU.
 """
 
@@ -43,4 +48,21 @@ def get_config(arg=None):
   config.dataset.train_split = 'train'
   config.dataset.eval_split = 'val'
   config.dataset.ignore_label = 255
+
+  # The recipe for a short run on a CPU, from scratch or from a checkpoint
+  # (README, "Your own data", has its measured mean IoU). From random weights
+  # in 1,500 steps, momentum SGD barely moves: a PyTorch DeepLabV3+ on a folder
+  # of this kind reached mean IoU 0.25 with SGD at 0.01 and 0.76 with Adam at
+  # 2e-3; Adam is the later original's other optimizer, and the quickstart's.
+  config.optimizer = 'adam'
+  config.learning_rate = 0.002
+  # The original's scales 0.5-2.0 of small images in a 129 crop cut objects
+  # into pieces or shrink them below the stride-16 features; the quickstart's
+  # 0.75-1.25 keep them whole. For photos much larger than the crop, widen it.
+  config.min_scale_factor = 0.75
+  config.max_scale_factor = 1.25
+  # The moving averages lag a short run's drifting statistics (evaluation then
+  # sees one class): recompute them over 50 training batches before each
+  # evaluation and checkpoint.
+  config.precise_batch_norm_batches = 50
   return defaults.apply_variant(config, arg)

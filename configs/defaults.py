@@ -90,9 +90,23 @@ def get_config():
   # checkpoint and export it: a cheap gain on short schedules. None = off, as in
   # the original. Early steps use min(decay, (1 + step) / (10 + step)).
   config.ema_decay = placeholder(float)
+  # "Precise BN": before each evaluation and each periodic or final checkpoint,
+  # replace the batch-norm moving averages by the statistics of the model as it
+  # is, over this many training batches (the run's first ones, read by their
+  # own pipeline). The moving averages lag a run whose weights still move fast
+  # (a short run from scratch) and evaluation then sees one class; after a long
+  # fine-tuning they are right. 0 keeps the original's moving averages.
+  config.precise_batch_norm_batches = 0
   config.upsample_logits = True  # Upsample logits to the labels (else downsample labels).
   config.top_k_percent_pixels = 1.0  # < 1 mines the hardest pixels.
   config.hard_example_mining_step = 0
+  # Per-class loss weights for imbalanced classes: None (unweighted, the
+  # original), 'auto' (median-frequency balancing of the training split's
+  # pixel histogram, scaled to a mean pixel weight of 1) or 'w0,w1,...'. Each
+  # pixel's loss is multiplied by its class's weight and the sum is divided by
+  # the number of pixels with non-zero weight, as the later original's
+  # `label_weights` do.
+  config.class_weights = placeholder(str)
   config.last_layer_gradient_multiplier = 1.0
   config.last_layers_contain_logits_only = False
 

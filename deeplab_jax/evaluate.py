@@ -190,8 +190,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
       'eval_mode': config.get('eval_mode', 'whole'),
       'seconds': time.perf_counter() - start,
   }
-  logging.info('Evaluation at step %d on %d images: mean IoU %.4f, pixel accuracy %.4f.',
-               step, num_images, results['mean_iou'], results['pixel_accuracy'])
+  logging.info('Evaluation at step %d on %d images: mean IoU %.4f, pixel accuracy %.4f.\n%s',
+               step, num_images, results['mean_iou'], results['pixel_accuracy'],
+               per_class_table(confusion, class_names))
+  warning = collapse_warning(confusion, class_names)
+  if warning:
+    logging.warning('%s', warning)
 
   pictures = _pictures(results, confusion, samples, class_names, colormap,
                        int(config.dataset.ignore_label), visualize)
@@ -211,6 +215,38 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
         '    ' + line for line in table.splitlines())})
     writer.flush()
   return results
+
+
+def per_class_table(confusion: np.ndarray, class_names: List[str]) -> str:
+  """Each class's IoU and its share of the labelled and of the predicted pixels."""
+  iou = metrics.segmentation_metrics(confusion, class_names)['per_class_iou']
+  labelled, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+  total = max(int(confusion.sum()), 1)
+  width = max(len('class'), *(len(name) for name in class_names))
+  lines = [f'  {"class":<{width}}     IoU  labelled  predicted']
+  for index, name in enumerate(class_names):
+    value = '     -' if iou[name] is None else f'{iou[name]:6.3f}'
+    lines.append(f'  {name:<{width}}  {value}  {100 * labelled[index] / total:7.2f}%  '
+                 f'{100 * predicted[index] / total:8.2f}%')
+  return '\n'.join(lines)
+
+
+def collapse_warning(confusion: np.ndarray, class_names: List[str]) -> Optional[str]:
+  """A warning when the predictions fall into one class while the labels hold several.
+
+  Collapsed: one class takes >= 95% of the predicted pixels and every other
+  class in the labels has under 1% of its pixels found.
+  """
+  labelled, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+  top = int(np.argmax(predicted))
+  others = [c for c in np.flatnonzero(labelled) if c != top]
+  share = predicted[top] / max(predicted.sum(), 1)
+  if not others or share < 0.95 or any(confusion[c, c] >= 0.01 * labelled[c] for c in others):
+    return None
+  return (f'{100 * share:.1f}% of the pixels are predicted as {class_names[top]!r} and none of '
+          f'the {len(others)} other classes in the labels is found: the model has collapsed to '
+          'one class. Check the data with --mode=check_data (label ids, class balance) and see '
+          '"Batch norm in short runs" in README.md (config.precise_batch_norm_batches).')
 
 
 def _uint8(image: np.ndarray) -> np.ndarray:

@@ -134,6 +134,27 @@ def cross_entropy_sums(logits: jnp.ndarray,
   return jnp.sum(top), jnp.sum((top != 0).astype(jnp.float32))
 
 
+def balanced_class_weights(histogram: Sequence[int]) -> Tuple[float, ...]:
+  """Per-class loss weights from the training split's pixel counts per class.
+
+  Median-frequency balancing (Eigen & Fergus): w_c = median(f) / f_c for the
+  frequencies f_c of the classes that occur, then scaled so that the mean
+  weight over the split's pixels is 1 (w_c = 1 / (K f_c) for K classes that
+  occur): the weighted loss keeps the unweighted one's scale, and with it the
+  learning rate's meaning. A class that never occurs gets weight 1 (it has no
+  pixels to weigh).
+  """
+  counts = np.asarray(histogram, np.float64)
+  if counts.ndim != 1 or np.any(counts < 0) or counts.sum() <= 0:
+    raise ValueError(f'Class pixel histogram {counts.tolist()}: expected non-negative counts '
+                     'with at least one labelled pixel.')
+  present = counts > 0
+  frequencies = counts / counts.sum()
+  weights = np.ones_like(frequencies)
+  weights[present] = 1.0 / (present.sum() * frequencies[present])
+  return tuple(float(w) for w in weights)
+
+
 def cross_entropy_loss(logits: jnp.ndarray, labels: jnp.ndarray, **kwargs) -> jnp.ndarray:
   """The original's loss value: loss_sum / count, or 0 when nothing counts.
 

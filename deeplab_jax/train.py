@@ -192,26 +192,62 @@ def initialise_from_checkpoint(config, variables, mesh: Mesh):
 
 # --- The train step ----------------------------------------------------------
 
-def _loss_options(config) -> Dict[str, Any]:
+def _loss_options(config, class_weights=None) -> Dict[str, Any]:
   return dict(num_classes=config.model.num_classes,
               ignore_label=int(config.dataset.ignore_label),
               upsample_logits=config.upsample_logits,
               top_k_percent_pixels=config.top_k_percent_pixels,
-              hard_example_mining_step=config.hard_example_mining_step)
+              hard_example_mining_step=config.hard_example_mining_step,
+              label_weights=class_weights)
 
 
-def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
+def resolve_class_weights(config: ml_collections.ConfigDict, train_source=None):
+  """The loss's per-class weights from `config.class_weights`, or None.
+
+  None: unweighted. 'auto': `losses.balanced_class_weights` of the training
+  split's pixel histogram (read once from `train_source`, this host's shard;
+  the hosts' counts are summed so all get the same weights). Otherwise a
+  comma-separated list with one weight per class.
+  """
+  value = config.get('class_weights')
+  if value is None:
+    return None
+  num_classes = config.model.num_classes
+  if value == 'auto':
+    if train_source is None:
+      raise ValueError("config.class_weights='auto' needs the training split to count pixels.")
+    from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    histogram = input_pipeline.class_histogram(train_source, num_classes,
+                                               int(config.dataset.ignore_label))
+    if jax.process_count() > 1:
+      histogram = np.sum(multihost_utils.process_allgather(histogram), axis=0)
+    weights = losses.balanced_class_weights(histogram)
+    logging.info('Class weights from the training pixels %s: %s', histogram.tolist(),
+                 ', '.join(f'{w:.3g}' for w in weights))
+    return weights
+  try:
+    weights = tuple(float(w) for w in str(value).split(','))
+  except ValueError:
+    weights = ()
+  if len(weights) != num_classes or any(w < 0 for w in weights):
+    raise ValueError(f'config.class_weights={value!r}: expected \'auto\' or {num_classes} '
+                     'non-negative comma-separated numbers, one per class.')
+  return weights
+
+
+def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weights=None):
   """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh.
 
   batch: `{'image': float32 [B, H, W, 3] (0..255), 'label': int32 [B, H, W]}`
   split over 'data'. The state's buffers are donated. With
   `config.accumulation_steps` = k > 1 each device's part of the batch is run
-  as k micro-batches (see `_accumulated_step`).
+  as k micro-batches (see `_accumulated_step`). `class_weights`: the loss's
+  per-class weights (see `resolve_class_weights`), or None.
   """
   model = create_model(config, bn_axis_name=DATA_AXIS)
   optimizer = create_optimizer(config)
   schedule = learning_rate_schedule(config)
-  loss_options = _loss_options(config)
+  loss_options = _loss_options(config, class_weights)
   multiplier_options = dict(
       last_layer_gradient_multiplier=config.last_layer_gradient_multiplier,
       last_layers_contain_logits_only=config.last_layers_contain_logits_only)
@@ -318,6 +354,74 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
   return jax.jit(step, donate_argnums=(0,))
 
 
+# --- Batch-norm statistics ---------------------------------------------------
+
+def create_batch_norm_statistics(config: ml_collections.ConfigDict, mesh: Mesh):
+  """`statistics(params, batch_stats, batches) -> batch_stats` ("precise BN").
+
+  The population statistics of every batch-norm layer under `params`,
+  recomputed over the given training batches, instead of the moving averages.
+  A moving average with decay d remembers ~1/(1 − d) steps (3,333 at 0.9997)
+  of statistics that drift as long as the weights move fast, so after a short
+  run from scratch it describes early weights, not the final ones, and the
+  evaluation collapses to one class. As in pycls and detectron2, each batch
+  runs in training mode (batch moments, synchronised over 'data' like the
+  train step), and the result is the mean of the batches' means and the mean
+  of their second moments less the squared mean: the moments of all pixels
+  seen, with the variance unbiased per batch as the train step stores it. A
+  pure function of the parameters and the batches, so a resumed run gets the
+  same statistics as an uninterrupted one.
+  """
+  # Decay 0 makes the model's "moving" statistics those of the batch alone.
+  batch_config = config.copy_and_resolve_references()
+  with batch_config.unlocked():
+    batch_config.model.batch_norm_decay = 0.0
+    batch_config.model.backbone_batch_norm_decay = 0.0
+  model = create_model(batch_config, bn_axis_name=DATA_AXIS)
+
+  def per_device_moments(params, batch_stats, sums, images):
+    _, updates = model.apply({'params': params, 'batch_stats': batch_stats}, images,
+                             train=True, mutable=['batch_stats'],
+                             rngs={'dropout': jax.random.key(config.seed)})
+    moments = _map_batch_norms(
+        lambda s: {'moving_mean': s['moving_mean'],
+                   'moving_variance': s['moving_variance'] + jnp.square(s['moving_mean'])},
+        updates['batch_stats'])
+    return jax.tree.map(jnp.add, sums, moments)
+
+  add_moments = jax.jit(jax.shard_map(
+      per_device_moments, mesh=mesh, in_specs=(P(), P(), P(), P(DATA_AXIS)), out_specs=P()),
+                        donate_argnums=(2,))
+
+  @jax.jit
+  def population(sums, count):
+    def finish(s):
+      mean = s['moving_mean'] / count
+      second_moment = s['moving_variance'] / count
+      return {'moving_mean': mean,
+              'moving_variance': jnp.maximum(second_moment - jnp.square(mean), 0.0)}
+    return _map_batch_norms(finish, sums)
+
+  def statistics(params, batch_stats, batches):
+    sums, count = jax.tree.map(jnp.zeros_like, batch_stats), 0
+    for batch in batches:
+      images = global_batch({'image': batch['image']}, mesh)['image']
+      sums = add_moments(params, batch_stats, sums, images)
+      count += 1
+    if not count:
+      raise ValueError('No training batches to recompute the batch-norm statistics from.')
+    return population(sums, jnp.float32(count))
+
+  return statistics
+
+
+def _map_batch_norms(fn, batch_stats):
+  """Applies `fn` to each `{'moving_mean', 'moving_variance'}` of a batch_stats tree."""
+  if 'moving_mean' in batch_stats:
+    return fn(batch_stats)
+  return {name: _map_batch_norms(fn, child) for name, child in batch_stats.items()}
+
+
 # --- Preemption --------------------------------------------------------------
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -420,8 +524,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train_data = input_pipeline.create_train_dataset(
       config, train_source, start_step=start_step, process_index=jax.process_index(),
       process_count=jax.process_count())
-  train_step = create_train_step(config, mesh)
+  train_step = create_train_step(config, mesh, resolve_class_weights(config, train_source))
   num_steps = int(config.num_train_steps)
+  refresh_batch_norm = _batch_norm_refresher(config, mesh, train_source)
 
   report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
   preemption = PreemptionWatch()
@@ -452,6 +557,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           writer.write_scalars(step, scalars)
           timer_start, timer_step = time.perf_counter(), step
         pending, pending_first = [], step
+      # A preemption's or Ctrl-C's checkpoint is written at once, with the
+      # moving averages (the grace period is short); the rerun recomputes them.
+      if refresh_batch_norm and not stop and (save or run_eval):
+        state = refresh_batch_norm(state)
       if save:
         checkpoints.save(state)
       if stop:
@@ -476,6 +585,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     checkpoints.close()
     writer.flush()
   return state
+
+
+def _batch_norm_refresher(config, mesh: Mesh, train_source):
+  """`refresh(state) -> state` with recomputed batch-norm statistics, or None.
+
+  On when `config.precise_batch_norm_batches` > 0 and batch norm trains. The
+  batches are the first ones of the run, read by a pipeline of their own: the
+  same every time and on every rerun, and the training stream is untouched.
+  Each host reads its own part of each global batch, as in training.
+  """
+  num_batches = int(config.get('precise_batch_norm_batches') or 0)
+  if num_batches <= 0 or not config.fine_tune_batch_norm:
+    return None
+  from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  statistics = create_batch_norm_statistics(config, mesh)
+
+  def refresh(state: TrainState) -> TrainState:
+    batches = input_pipeline.create_train_dataset(
+        config, train_source, start_step=0, process_index=jax.process_index(),
+        process_count=jax.process_count()).take(num_batches)
+    start = time.perf_counter()
+    # Of the weights that evaluation, export and prediction use (the averaged
+    # ones with config.ema_decay): training itself never reads the statistics.
+    batch_stats = statistics(state.evaluated_variables['params'], state.batch_stats,
+                             batches.as_numpy_iterator())
+    logging.info('Recomputed the batch-norm statistics of step %d over %d training batches '
+                 '(%.1f s).', int(state.step), num_batches, time.perf_counter() - start)
+    return state.replace(batch_stats=batch_stats)
+
+  return refresh
 
 
 def load_source(config, split: str):

@@ -60,7 +60,8 @@ def test_batch_sizes_must_split_evenly_over_devices_and_processes():
     ('keep_checkpoints', 0), ('checkpoint_every_steps', 0), ('train_crop_size', (0, 0)),
     ('train_crop_size', (513,)), ('model.output_stride', 4), ('model.multi_grid', (1, 2)),
     ('model.batch_norm_decay', 1.0), ('learning_policy', 'cosine'), ('momentum', 1.5),
-    ('scale_factor_step_size', -0.25), ('eval_flip', 'yes'),
+    ('scale_factor_step_size', -0.25), ('eval_flip', 'yes'), ('precise_batch_norm_batches', -1),
+    ('class_weights', '1,x'), ('class_weights', '1,-2'),
 ])
 def test_a_bad_value_names_its_field(field, value):
   config = shipped_config('voc_mnv2')

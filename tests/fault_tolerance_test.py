@@ -45,7 +45,9 @@ def config_flags(data_dir):
           '--config.global_batch_size=2', '--config.train_crop_size=65,65',
           '--config.log_every_steps=1', '--config.eval_every_steps=1000',
           '--config.num_eval_images=2', '--config.eval_batch_size=2',
-          '--config.num_prediction_images=1', f'--config.dataset.data_dir={data_dir}']
+          '--config.num_prediction_images=1', f'--config.dataset.data_dir={data_dir}',
+          # Statistics recomputed before every checkpoint must not break bit-identical resumes.
+          '--config.precise_batch_norm_batches=2']
 
 
 class Runs:

@@ -220,3 +220,39 @@ def test_psum_of_sums_under_shard_map_equals_one_device(loss_fixture):
                            os.path.join(folder, 'loss.npz')],
                           env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0 and 'OK' in result.stdout, result.stderr[-3000:]
+
+
+def test_balanced_class_weights_are_median_frequency_with_mean_pixel_weight_one():
+  histogram = [900, 90, 0, 10]
+  weights = np.asarray(losses.balanced_class_weights(histogram))
+  frequencies = np.asarray(histogram) / 1000
+  present = frequencies > 0
+  # Median-frequency balancing up to one factor: w_c / w_d = f_d / f_c ...
+  median = np.median(frequencies[present])
+  np.testing.assert_allclose(weights[present] / weights[1], median / frequencies[present],
+                             rtol=1e-12)
+  # ... chosen so that the mean weight over the labelled pixels is 1.
+  assert float(np.sum(frequencies * weights)) == pytest.approx(1.0, rel=1e-12)
+  assert weights[2] == 1.0  # Never occurs: nothing to weigh.
+  np.testing.assert_allclose(weights[[0, 1, 3]], [1 / 2.7, 1 / 0.27, 1 / 0.03], rtol=1e-12)
+  with pytest.raises(ValueError, match='histogram'):
+    losses.balanced_class_weights([0, 0, 0])
+
+
+def test_class_weights_change_the_loss_as_defined():
+  """Sum of class-weighted pixel losses over the number of pixels that carry weight."""
+  rng = np.random.default_rng(3)
+  logits = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
+  labels = rng.integers(0, 3, (2, 4, 4)).astype(np.int32)
+  labels[0, 0] = 255
+  log_probs = np.asarray(jax.nn.log_softmax(logits, -1))
+  valid = labels != 255
+  per_pixel = -np.take_along_axis(log_probs, np.where(valid, labels, 0)[..., None], -1)[..., 0]
+  weights = np.array([0.25, 2.0, 6.0])
+  expected = np.sum((per_pixel * weights[np.where(valid, labels, 0)])[valid]) / valid.sum()
+  weighted = losses.cross_entropy_loss(logits, labels, num_classes=3,
+                                       label_weights=tuple(weights))
+  assert float(weighted) == pytest.approx(expected, rel=REL_TOL)
+  unweighted = losses.cross_entropy_loss(logits, labels, num_classes=3)
+  assert float(unweighted) == pytest.approx(np.mean(per_pixel[valid]), rel=REL_TOL)
+  assert abs(float(weighted) - float(unweighted)) > 0.1

@@ -41,13 +41,20 @@ def run(tmp_path, name, num_processes, devices_per_process):
   out_dir.mkdir()
   run_processes(WORKER, num_processes, out_dir, workdir, devices_per_process)
   with open(out_dir / 'results.json') as f:
-    return json.load(f), dict(np.load(out_dir / 'updates.npz'))
+    results = json.load(f)
+  results['statistics'] = dict(np.load(out_dir / 'statistics.npz'))
+  return results, dict(np.load(out_dir / 'updates.npz'))
 
 
 def test_two_hosts_match_one_host_with_the_same_devices(tmp_path):
   single, single_updates = run(tmp_path, 'one_process', 1, 4)
   multi, multi_updates = run(tmp_path, 'two_processes', 2, 2)
   np.testing.assert_allclose(multi['losses'], single['losses'], rtol=1e-5)
+  # Recomputed batch-norm statistics (precise BN) agree as sync BN's moments do.
+  assert set(multi['statistics']) == set(single['statistics'])
+  for name, value in single['statistics'].items():
+    np.testing.assert_allclose(multi['statistics'][name], value, rtol=1e-4, atol=1e-6,
+                               err_msg=name)
   assert multi['losses'][-1] != multi['losses'][0]  # It trained.
   assert set(multi_updates) == set(single_updates)
   # Cross-process sums run in another order, and early layers' gradients are

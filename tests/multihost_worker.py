@@ -26,6 +26,7 @@ if num_processes > 1:
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from flax import traverse_util  # pylint: disable=g-import-not-at-top
+from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
 from configs import voc_mnv2  # pylint: disable=g-import-not-at-top
 from deeplab_jax import checkpointing, evaluate, train  # pylint: disable=g-import-not-at-top
@@ -90,9 +91,23 @@ results = evaluate.evaluate(config, workdir, train.initial_variables(config, mes
                             mesh=mesh, source=source,
                             num_examples=NUM_EVAL)
 
+# Precise BN of the (seeded, identical) initial weights over both training
+# batches, each process reading its own rows: the same on every device and host.
+initial = train.initial_variables(config, mesh)
+statistics = train.create_batch_norm_statistics(config, mesh)(
+    initial['params'], initial['batch_stats'],
+    [{'image': images[step, mine]} for step in range(NUM_STEPS)])
+for leaf in jax.tree.leaves(statistics):
+  shards = [np.asarray(shard.data) for shard in leaf.addressable_shards]
+  assert all(np.array_equal(shards[0], other) for other in shards[1:])
+  gathered = multihost_utils.process_allgather(shards[0])
+  assert all(np.array_equal(gathered[0], other) for other in gathered[1:])
+
 if process_id == 0:
   updates = jax.tree.map(np.subtract, local_copy(state.params), initial_params)
   np.savez(os.path.join(out_dir, 'updates.npz'), **traverse_util.flatten_dict(updates, sep='/'))
+  np.savez(os.path.join(out_dir, 'statistics.npz'),
+           **traverse_util.flatten_dict(local_copy(statistics), sep='/'))
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
     json.dump({'losses': step_losses, 'mean_iou': results['mean_iou'],
                'num_images': results['num_images']}, f)

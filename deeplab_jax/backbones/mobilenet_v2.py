@@ -70,8 +70,8 @@ class MobileNetV2(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     atrous.check_output_stride(self.output_stride)
-    bn = BatchNormSettings(decay=self.bn_decay or 0.997, epsilon=1e-3,
-                           axis_name=self.bn_axis_name)
+    decay = 0.997 if self.bn_decay is None else self.bn_decay
+    bn = BatchNormSettings(decay=decay, epsilon=1e-3, axis_name=self.bn_axis_name)
     if self.depth_multiplier == 1.0:
       depth = lambda c: make_divisible(c, 8, 8)
     else:

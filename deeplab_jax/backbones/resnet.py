@@ -76,7 +76,8 @@ class ResNetV1Beta(nn.Module):
     multi_grid = tuple(int(r) for r in self.multi_grid)
     if not multi_grid or min(multi_grid) < 1:
       raise ValueError(f'multi_grid={self.multi_grid!r}: need positive unit rates for block4.')
-    bn = BatchNormSettings(self.bn_decay or _BN_DECAY, _BN_EPSILON, self.bn_axis_name)
+    decay = _BN_DECAY if self.bn_decay is None else self.bn_decay
+    bn = BatchNormSettings(decay, _BN_EPSILON, self.bn_axis_name)
     root = functools.partial(ConvBN, bn=bn, kernel_size=3, kernel_init=_KERNEL_INIT,
                              dtype=self.dtype)
     x = root(64, stride=2, padding='FIXED', name='conv1_1')(x, train)

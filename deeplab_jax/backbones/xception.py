@@ -126,7 +126,8 @@ class Xception(nn.Module):
     if len(multi_grid) != 3:
       raise ValueError(f'multi_grid={self.multi_grid!r}: Xception needs exactly 3 unit rates '
                        '(one per separable conv of exit_flow/block2).')
-    bn = BatchNormSettings(self.bn_decay or _BN_DECAY, _BN_EPSILON, self.bn_axis_name)
+    decay = _BN_DECAY if self.bn_decay is None else self.bn_decay
+    bn = BatchNormSettings(decay, _BN_EPSILON, self.bn_axis_name)
     root = functools.partial(ConvBN, bn=bn, kernel_size=3, kernel_init=_KERNEL_INIT,
                              dtype=self.dtype)
     x = root(32, stride=2, padding='FIXED', name='entry_flow/conv1_1')(x, train)

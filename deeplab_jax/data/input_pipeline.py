@@ -18,6 +18,7 @@ import time
 from typing import Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from deeplab_jax.data import preprocessing
@@ -69,6 +70,20 @@ def _shard_size(source: tf.data.Dataset, what: str) -> int:
   if cardinality == 0:
     raise ValueError(f'The {what} source dataset of this host is empty.')
   return cardinality
+
+
+def class_histogram(source: tf.data.Dataset, num_classes: int, ignore_label: int) -> np.ndarray:
+  """Labelled pixels per class (int64 [C]) of this host's shard, read once.
+
+  Ignored pixels and ids outside [0, C) are not counted.
+  """
+  def count(total, example):
+    labels = tf.reshape(tf.cast(example['label'], tf.int32), [-1])
+    labels = tf.boolean_mask(labels, (labels != ignore_label) & (labels >= 0)
+                             & (labels < num_classes))
+    return total + tf.math.bincount(labels, minlength=num_classes, maxlength=num_classes,
+                                    dtype=tf.int64)
+  return source.reduce(tf.zeros([num_classes], tf.int64), count).numpy()
 
 
 def _deterministic_options() -> tf.data.Options:
