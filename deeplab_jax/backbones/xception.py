@@ -13,11 +13,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN
+from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal
 
 _BN_DECAY = 0.9997
 _BN_EPSILON = 1e-3
-_KERNEL_INIT = nn.initializers.truncated_normal(0.09)
+_KERNEL_INIT = TruncatedNormal(0.09)
 
 
 @dataclasses.dataclass(frozen=True)
