@@ -7,14 +7,13 @@ caller gives this module (`xception_65`, …), as in the original checkpoints.
 
 import dataclasses
 import functools
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal
+from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal, scan_units
 
 _BN_DECAY = 0.9997
 _BN_EPSILON = 1e-3
@@ -145,7 +144,7 @@ class Xception(nn.Module):
           and spec.scope != LOW_LEVEL_BLOCK[self.variant]):
         unit = XceptionModule(spec.depths, spec.skip, *placements[0], unit_rates,
                               spec.activation_inside, bn, self.dtype, parent=None)
-        x = _scan_units(self, unit, names, x, train)
+        x = scan_units(self, unit, names, x, train, self.remat)
         continue
       for (stride, rate), name in zip(placements, names):
         x, conv2_output = module_cls(
@@ -155,42 +154,3 @@ class Xception(nn.Module):
           low_level = conv2_output
     return x, low_level
 
-
-def _scan_units(parent: nn.Module, unit: XceptionModule, names, x, train: bool):
-  """Identical units applied in a `lax.scan` over their stacked variables.
-
-  The same function as calling them one after another, but XLA compiles one
-  unit instead of 16 (the middle flow was a third of Xception-65's compile
-  time). The variables keep their own names (`<scope>/unit_<u>/...`): they are
-  stacked here, and updated batch statistics are written back per unit.
-  """
-  variables = parent.variables
-  collections = [c for c in ('params', 'batch_stats') if c in variables]
-  stacked = {c: jax.tree.map(lambda *leaves: jnp.stack(leaves),
-                             *[variables[c][name] for name in names]) for c in collections}
-  update_stats = train and parent.is_mutable_collection('batch_stats')
-
-  def body(y, unit_variables):
-    if update_stats:
-      (y, _), updates = unit.apply(unit_variables, y, train, mutable=['batch_stats'])
-      return y, updates['batch_stats']
-    (y, _) = unit.apply(unit_variables, y, train)
-    return y, None
-
-  if parent.remat:
-    body = jax.checkpoint(body)
-  x, new_stats = jax.lax.scan(body, x, stacked)
-  if update_stats:
-    for index, name in enumerate(names):
-      _put_collection(parent.scope.push(name, reuse=True), 'batch_stats',
-                      jax.tree.map(lambda leaf, i=index: leaf[i], new_stats))
-  return x
-
-
-def _put_collection(scope, collection: str, tree) -> None:
-  """Writes a nested dict of values into `scope` and its sub-scopes."""
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      _put_collection(scope.push(key, reuse=True), collection, value)
-    else:
-      scope.put_variable(collection, key, value)
