@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal, scan_units
+from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal
 
 # (expansion t, output channels c, repeats n, first stride s) of V2_DEF.
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -85,24 +85,13 @@ class MobileNetV2(nn.Module):
     block_cls = nn.remat(ExpandedConv, static_argnums=(2,)) if self.remat else ExpandedConv
     low_level, layer = None, 1
     for expansion, channels, repeats, first_stride in _BLOCKS:
-      units = []  # (stride, rate, name, gives the low-level features)
       for i in range(repeats):
         stride, rate = schedule.next(first_stride if i == 0 else 1)
         index = layer - 1
-        layer += 1
-        units.append((stride, rate, 'expanded_conv' if index == 0 else f'expanded_conv_{index}',
-                      layer == _LOW_LEVEL_LAYER))
-      # After a block's first unit the rest are identical: one scan compiles once.
-      rest = units[1:]
-      scan_rest = (len(rest) > 1 and len({u[:2] for u in rest}) == 1
-                   and not any(u[3] for u in rest) and not self.is_initializing())
-      for stride, rate, name, is_low_level in units[:1] if scan_rest else units:
+        name = 'expanded_conv' if index == 0 else f'expanded_conv_{index}'
         x, depthwise_output = block_cls(depth(channels), expansion, stride, rate, bn,
                                         self.dtype, name=name)(x, train)
-        if is_low_level:
+        layer += 1
+        if layer == _LOW_LEVEL_LAYER:
           low_level = depthwise_output
-      if scan_rest:
-        unit = ExpandedConv(depth(channels), expansion, *rest[0][:2], bn, self.dtype,
-                            parent=None)
-        x = scan_units(self, unit, [u[2] for u in rest], x, train, self.remat)
     return x, low_level
