@@ -166,7 +166,7 @@ def _init_variables(model, seed: int):
   # Parameter shapes do not depend on the image size; a small input is cheap.
   sample = jnp.zeros((1, 33, 33, 3), jnp.float32)
   # Drawn on the host: compiling one program of hundreds of initialisers took
-  # 6 s on CPU and ~28 s on a GPU. The same values on every host.
+  # 6-9 s on CPU (a GPU's state init took 28 s). The same values on every host.
   variables = layers.host_initial_variables(model, sample, seed, train=False)
   if variables is not None:
     return variables

@@ -220,13 +220,6 @@ def test_eval_with_resize_range_reports_the_resized_size():
     assert abs(batch['height'][i] / batch['width'][i] - height / width) < 0.05
 
 
-def test_an_ignore_label_beyond_uint8_is_a_clear_error():
-  config = _config()
-  config.dataset.ignore_label = 256
-  with pytest.raises(ValueError, match='config.dataset.ignore_label=256'):
-    input_pipeline.create_train_dataset(config, _source(_examples(3)))
-
-
 def test_measure_throughput_counts_images_per_second():
   dataset = input_pipeline.create_train_dataset(_config(),
                                                 _source(_examples(8)))

@@ -67,13 +67,6 @@ def _device_dtypes(image: tf.Tensor, label: tf.Tensor):
   return image, tf.cast(label, tf.uint8)
 
 
-def _check_ignore_label(config) -> None:
-  ignore_label = int(config.dataset.ignore_label)
-  if not 0 <= ignore_label <= 255:
-    raise ValueError(f'config.dataset.ignore_label={ignore_label} must be in 0..255: labels '
-                     'are uint8 class ids; choose an unused id such as 255.')
-
-
 def _shard_size(source: tf.data.Dataset, what: str) -> int:
   """The number of examples in `source`, counting them if tf.data cannot tell."""
   cardinality = int(source.cardinality())
@@ -119,7 +112,6 @@ def create_train_dataset(config, source: tf.data.Dataset, *,
     with B = global_batch_size / process_count.
   """
   batch_size = per_host_batch_size(config.global_batch_size, process_count)
-  _check_ignore_label(config)
   if start_step < 0:
     raise ValueError(f'start_step={start_step} must be >= 0.')
   if num_examples is None:
@@ -209,7 +201,6 @@ def create_eval_dataset(config, source: tf.data.Dataset, *,
   """
   batch_size = per_host_batch_size(config.eval_batch_size, process_count,
                                    'eval_batch_size')
-  _check_ignore_label(config)
   if num_examples_per_host is None:
     if process_count > 1:
       raise ValueError(
