@@ -66,8 +66,8 @@ def resolve_padding(padding: str, shape, kernel, stride, rate) -> Padding:
 
 # --- Initialisers ------------------------------------------------------------
 # Each also draws its values on the host with NumPy (`host`), so that training
-# builds fresh variables without compiling an initialisation program: on a GPU
-# that program, hundreds of random initialisers, took ~28 s to build.
+# builds fresh variables without compiling a program of hundreds of random
+# initialisers (6-9 s on CPU; a GPU's whole state init took 28 s).
 
 # The standard deviation of a standard normal truncated to [-2, 2].
 _TRUNCATED_STDDEV = 0.87962566103423978
