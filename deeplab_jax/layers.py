@@ -473,9 +473,8 @@ def scan_units(parent: nn.Module, unit: nn.Module, names: Sequence[str], x, trai
   compile time. (MobileNetV2's runs of 2-3 identical units did not compile
   faster as scans, once measured.) The variables keep their own names: they
   are stacked here, and updated batch statistics are written back per unit.
-  `unit` is unbound
-  (`parent=None`); call this only when `parent` is not initialising. `remat`
-  rematerialises each unit in the backward pass.
+  `unit` is unbound (`parent=None`); call this only when `parent` is not
+  initialising. `remat` rematerialises each unit in the backward pass.
   """
   variables = parent.variables
   collections = [c for c in ('params', 'batch_stats') if c in variables]

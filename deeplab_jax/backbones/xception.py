@@ -153,4 +153,3 @@ class Xception(nn.Module):
         if spec.scope == LOW_LEVEL_BLOCK[self.variant]:
           low_level = conv2_output
     return x, low_level
-
