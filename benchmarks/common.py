@@ -96,6 +96,28 @@ def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def peak_memory() -> Dict[str, Any]:
+  """The most device memory in use so far (GPU/TPU), else this process's peak RSS."""
+  stats = [device.memory_stats() for device in jax.local_devices()]
+  if all(s and 'peak_bytes_in_use' in s for s in stats):
+    peak = max(s['peak_bytes_in_use'] for s in stats)
+    return {'peak_memory_mb': round(peak / 2**20, 1), 'peak_memory_of': 'device'}
+  return {'peak_memory_mb': round(peak_rss_mb(), 1), 'peak_memory_of': 'host_rss'}
+
+
+def seconds_of(call: Callable[[], Any]):
+  """(result, wall seconds of `call` until its result is ready)."""
+  start = time.perf_counter()
+  result = jax.block_until_ready(call())
+  return result, time.perf_counter() - start
+
+
+def set_dtype(config, dtype: Optional[str]) -> None:
+  """--dtype=float32|bfloat16 → config.model.dtype (None keeps the config's)."""
+  if dtype:
+    config.model.dtype = dtype
+
+
 def environment() -> Dict[str, Any]:
   """What the figures depend on besides the model."""
   from deeplab_jax import layers  # pylint: disable=g-import-not-at-top
@@ -106,23 +128,36 @@ def environment() -> Dict[str, Any]:
       'load_average_1min': round(os.getloadavg()[0], 2),
       'jax': jax.__version__,
       'depthwise': layers.depthwise_implementation(),
+      'pointwise': 'matmul' if layers.pointwise_as_matmul() else 'conv',
+      'device_kind': jax.local_devices()[0].device_kind,
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
   }
 
 
 def report(fields: Dict[str, Any], seconds: Sequence[float], images_per_call: int,
-           flops_per_call: float, compile_seconds: float) -> Dict[str, Any]:
-  """The benchmark's JSON record; per-image figures use the minimum call time."""
+           flops_per_call: float, compile_seconds: float, *, init_seconds: float,
+           first_call_seconds: float) -> Dict[str, Any]:
+  """The benchmark's JSON record; per-image figures use the minimum call time.
+
+  Besides speed: `state_init_seconds` (fresh variables, and optimizer state
+  for training, on the devices), `compile_seconds` (lowering + compiling),
+  `first_call_seconds` (the first call of the compiled program) and the peak
+  memory."""
   best = min(seconds)
   per_image = best / images_per_call
   gflops_per_image = flops_per_call / images_per_call / 1e9
   record = dict(fields)
   record.update(
+      seconds_per_call=round(best, 5),
       seconds_per_image=round(per_image, 5),
       images_per_second=round(1.0 / per_image, 3),
       median_seconds_per_image=round(float(np.median(seconds)) / images_per_call, 5),
       gflops_per_image=round(gflops_per_image, 3),
       achieved_gflops=round(gflops_per_image / per_image, 2),
+      state_init_seconds=round(init_seconds, 2),
       compile_seconds=round(compile_seconds, 2),
+      first_call_seconds=round(first_call_seconds, 3),
+      **peak_memory(),
       peak_rss_mb=round(peak_rss_mb(), 1),
       repeats=len(seconds),
   )

@@ -1,11 +1,14 @@
 r"""Inference speed of a DeepLab config on this machine: one JSON line.
 
   python benchmarks/inference.py --config=configs/voc_mnv2.py --batch_size=1 \
-      [--crop_size=513] [--output_stride=16] [--decoder] [--output=labels|logits]
+      [--crop_size=513] [--output_stride=16] [--decoder] [--output=labels|logits] \
+      [--dtype=bfloat16]
 
 Random weights (speed does not depend on them). The timed function is what
 evaluation runs: logits, bilinear upsampling to the input size and argmax
 (`--output=logits` stops at the logits). Batch norm is folded into the convs.
+Also reported: the seconds to initialise the variables, to compile, and of the
+first call, and the peak device memory. No TensorFlow is imported.
 """
 
 import functools
@@ -28,23 +31,26 @@ flags.DEFINE_integer('output_stride', None, 'Overrides config.model.output_strid
 flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a config '
                   'without one, as train_step.py does.')
 flags.DEFINE_enum('output', 'labels', ['labels', 'logits'], 'What the timed function returns.')
+flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
+                  'Compute dtype (config.model.dtype); parameters stay float32.')
 flags.DEFINE_integer('repeats', 10, 'Timed calls (the minimum is reported).')
 flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
 
 
 def build(config, batch_size: int, crop_size, output: str):
-  """(jitted function of (variables, images), variables, images)."""
+  """(jitted function of (variables, images), variables, images, init seconds)."""
+  from deeplab_jax import train  # pylint: disable=g-import-not-at-top
   model = deeplab_jax.create_model(config)
   images = jnp.full((batch_size, *crop_size, 3), 127.5, jnp.float32)
   images = images + jax.random.uniform(jax.random.key(1), images.shape, maxval=100.0)
-  # Parameter shapes do not depend on the image size: initialise small.
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.float32))
+  variables, init_seconds = common.seconds_of(
+      lambda: jax.device_put(train.initial_variables(config, train.make_mesh()),
+                             jax.local_devices()[0]))
   if output == 'labels':
     forward = functools.partial(deeplab_jax.predict_labels, model)
   else:
     forward = functools.partial(model.apply, train=False)
-  return jax.jit(forward), variables, images
+  return jax.jit(forward), variables, images, init_seconds
 
 
 def main(argv):
@@ -55,16 +61,21 @@ def main(argv):
     config.model.output_stride = FLAGS.output_stride
   if FLAGS.decoder:
     config.model.decoder_output_stride = 4
+  common.set_dtype(config, FLAGS.dtype)
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.eval_crop_size)
-  forward, variables, images = build(config, FLAGS.batch_size, crop_size, FLAGS.output)
+  forward, variables, images, init_seconds = build(config, FLAGS.batch_size, crop_size,
+                                                   FLAGS.output)
   compiled, compile_seconds = common.compile_timed(forward, variables, images)
+  _, first_call_seconds = common.seconds_of(lambda: compiled(variables, images))
   seconds = common.time_calls(lambda: compiled(variables, images), FLAGS.repeats)
   record = common.report(
       dict(benchmark='inference', config=FLAGS.config, backbone=config.model.backbone,
            batch_size=FLAGS.batch_size, crop_size=list(crop_size),
            output_stride=config.model.output_stride,
-           decoder=config.model.decoder_output_stride is not None, output=FLAGS.output),
-      seconds, FLAGS.batch_size, common.flops_of(compiled), compile_seconds)
+           decoder=config.model.decoder_output_stride is not None, output=FLAGS.output,
+           dtype=config.model.dtype),
+      seconds, FLAGS.batch_size, common.flops_of(compiled), compile_seconds,
+      init_seconds=init_seconds, first_call_seconds=first_call_seconds)
   common.print_record(record)
 
 

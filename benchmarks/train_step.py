@@ -1,13 +1,18 @@
 r"""Training-step speed of a DeepLab config on this machine: one JSON line.
 
   python benchmarks/train_step.py --config=configs/voc_mnv2.py --batch_size=4 \
-      --crop_size=320 [--output_stride=16] [--decoder]
+      --crop_size=320 [--output_stride=16] [--decoder] [--dtype=bfloat16]
 
 Runs the real step of `deeplab_jax.train` (shard_map over all local devices,
 sync batch norm, poly learning rate, momentum, L2, donated state) on random
-weights and random labels. Steps are timed as the training loop runs them,
-each dispatched while the last one still runs: the mean step time of a window
-of `--repeats` steps, best and median of three windows.
+weights and random labels, fed as the training loop feeds it (uint8 images and
+labels). Steps are timed as the training loop runs them, each dispatched while
+the last one still runs: the mean step time of a window of `--repeats` steps,
+best and median of three windows. Also reported: the seconds to initialise the
+state, to compile, and of the first step, and the peak device memory.
+
+Imports JAX, Flax, optax, orbax and ml_collections only (no TensorFlow), so it
+runs on an accelerator machine without the input pipeline's packages.
 """
 
 
@@ -26,26 +31,30 @@ flags.DEFINE_list('crop_size', None, 'Crop "S" or "H,W" (default: train_crop_siz
 flags.DEFINE_integer('output_stride', None, 'Overrides config.model.output_stride.')
 flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a config '
                   'without one, e.g. MobileNetV2 to compare with other v3+ ports.')
+flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
+                  'Compute dtype (config.model.dtype); parameters stay float32.')
 flags.DEFINE_integer('repeats', 8, 'Steps per timed window; the best of 3 windows is reported.')
 flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
 
 
 def random_batch(config, batch_size: int, crop_size):
+  """uint8 images and labels, as the input pipeline sends them."""
   rng = np.random.default_rng(0)
-  images = rng.uniform(0, 255, (batch_size, *crop_size, 3)).astype(np.float32)
-  labels = rng.integers(0, config.model.num_classes, (batch_size, *crop_size)).astype(np.int32)
+  images = rng.integers(0, 256, (batch_size, *crop_size, 3), dtype=np.uint8)
+  labels = rng.integers(0, config.model.num_classes, (batch_size, *crop_size), dtype=np.uint8)
   labels[:, :8] = config.dataset.ignore_label  # Some ignored pixels, as in real crops.
   return {'image': images, 'label': labels}
 
 
 def project_step(config):
-  """(step, state, batch placement) from `deeplab_jax.train`."""
+  """(step, state, batch placement, state-init seconds) from `deeplab_jax.train`."""
   from deeplab_jax import train  # pylint: disable=g-import-not-at-top
   mesh = train.make_mesh()
   train.check_batch_size(config.global_batch_size, mesh)
-  variables = train.initial_variables(config, mesh)
-  state = train.create_train_state(config, variables, mesh)
-  return train.create_train_step(config, mesh), state, lambda b: train.global_batch(b, mesh)
+  state, init_seconds = common.seconds_of(lambda: train.create_train_state(
+      config, train.initial_variables(config, mesh), mesh))
+  return (train.create_train_step(config, mesh), state,
+          lambda b: train.global_batch(b, mesh), init_seconds)
 
 
 def main(argv):
@@ -58,9 +67,10 @@ def main(argv):
     config.model.decoder_output_stride = 4
   if FLAGS.batch_size is not None:
     config.global_batch_size = FLAGS.batch_size
+  common.set_dtype(config, FLAGS.dtype)
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.train_crop_size)
   config.train_crop_size = crop_size
-  step, state, place = project_step(config)
+  step, state, place, init_seconds = project_step(config)
   batch = place(random_batch(config, config.global_batch_size, crop_size))
   compiled, compile_seconds = common.compile_timed(step, state, batch)
 
@@ -70,6 +80,7 @@ def main(argv):
     holder[0], metrics = compiled(holder[0], batch)  # The old state is donated.
     return metrics
 
+  _, first_step_seconds = common.seconds_of(run)
   seconds = common.time_back_to_back(run, FLAGS.repeats)
   loss = float(jax.device_get(run()['loss']))
   record = common.report(
@@ -77,10 +88,10 @@ def main(argv):
            batch_size=config.global_batch_size, crop_size=list(crop_size),
            output_stride=config.model.output_stride,
            decoder=config.model.decoder_output_stride is not None,
-           final_loss=round(loss, 4)),
+           dtype=config.model.dtype, final_loss=round(loss, 4)),
       # Cost analysis counts one device's program of the shard_map.
       seconds, config.global_batch_size, common.flops_of(compiled) * jax.device_count(),
-      compile_seconds)
+      compile_seconds, init_seconds=init_seconds, first_call_seconds=first_step_seconds)
   common.print_record(record)
 
 

@@ -36,29 +36,46 @@ from deeplab_jax.model import create_model
 
 RESULTS_FILE = 'eval_results.json'
 IMAGES_SUBDIR = 'eval_images'
-_DEVICE_KEYS = ('image', 'label', 'mask')
+_DEVICE_KEYS = ('image', 'label', 'mask', 'height', 'width')
+
+
+def with_padding(images, heights, widths, pad_pixel):
+  """float32 images whose pixels beyond each example's height × width are `pad_pixel`.
+
+  Batches arrive as uint8, where the padding value (127.5 for most backbones)
+  was rounded; this restores it exactly, as the original pads."""
+  rows = jnp.arange(images.shape[1])[None, :, None]
+  columns = jnp.arange(images.shape[2])[None, None, :]
+  inside = (rows < heights[:, None, None]) & (columns < widths[:, None, None])
+  return jnp.where(inside[..., None], images.astype(jnp.float32),
+                   jnp.asarray(pad_pixel, jnp.float32))
 
 
 def create_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
   """`eval_step(variables, batch) -> (confusion [C, C] int32, predictions [B, H, W] int32)`.
 
-  In slide mode `batch` also holds 'image_hw' int32 [B, 2], each image's size.
+  batch: `create_eval_dataset`'s `image`, `label`, `mask`, `height`, `width`
+  (in slide mode each image's size is its height and width).
   """
+  from deeplab_jax.data import preprocessing  # pylint: disable=g-import-not-at-top
   model = create_model(config)
   scales, flip = tuple(float(s) for s in config.eval_scales), bool(config.eval_flip)
   num_classes = config.model.num_classes
   ignore_label = int(config.dataset.ignore_label)
   crop = tuple(int(c) for c in config.eval_crop_size)
   stride = predictor.slide_stride(config)
+  pad_pixel = preprocessing.mean_pixel(config.model.backbone)
 
   def per_device(variables, batch):
+    images = with_padding(batch['image'], batch['height'], batch['width'], pad_pixel)
     if _slides(config):
-      predictions = inference.slide_predict(model, variables, batch['image'], batch['image_hw'],
-                                            crop, stride, scales, flip)
+      image_hw = jnp.stack([batch['height'], batch['width']], -1).astype(jnp.int32)
+      predictions = inference.slide_predict(model, variables, images, image_hw, crop, stride,
+                                            scales, flip)
     else:
-      predictions = inference.predict_labels(model, variables, batch['image'], scales, flip)
-    confusion = metrics.confusion_matrix(batch['label'], predictions, num_classes,
-                                         ignore_label, mask=batch['mask'])
+      predictions = inference.predict_labels(model, variables, images, scales, flip)
+    confusion = metrics.confusion_matrix(batch['label'].astype(jnp.int32), predictions,
+                                         num_classes, ignore_label, mask=batch['mask'])
     return jax.lax.psum(confusion, train.DATA_AXIS), predictions
 
   return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(train.DATA_AXIS)),
@@ -156,11 +173,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
   num_images = 0
   samples: List[Dict[str, np.ndarray]] = []
   wanted_samples = int(config.get('num_prediction_images') or 0)
-  for batch in data.as_numpy_iterator():
-    device_keys = {k: batch[k] for k in _DEVICE_KEYS}
-    if _slides(config):
-      device_keys['image_hw'] = np.stack([batch['height'], batch['width']], -1).astype(np.int32)
-    device_batch = train.global_batch(device_keys, mesh)
+  for batch, device_batch in train.prefetch_to_devices(data.as_numpy_iterator(), mesh,
+                                                       _DEVICE_KEYS):
     step_confusion, predictions = eval_step(variables, device_batch)
     confusion += np.asarray(jax.device_get(step_confusion), np.int64)
     num_images += int(np.sum(batch['mask']))
@@ -250,7 +264,7 @@ def collapse_warning(confusion: np.ndarray, class_names: List[str]) -> Optional[
 
 
 def _uint8(image: np.ndarray) -> np.ndarray:
-  return np.clip(np.round(image), 0, 255).astype(np.uint8)
+  return np.clip(np.round(image), 0, 255).astype(np.uint8)  # Already uint8 from the pipeline.
 
 
 def _pictures(results, confusion, samples, class_names, colormap, ignore_label, visualize):

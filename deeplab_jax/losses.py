@@ -184,6 +184,17 @@ def variable_name(path) -> str:
   return '/'.join(parts)
 
 
+def _sum_of_squares(leaves) -> jnp.ndarray:
+  """sum(x**2) over all leaves, as one reduction of their concatenation.
+
+  One reduction per leaf would be hundreds of separate kernels to compile
+  (and launch); the concatenation fuses into the single reduction."""
+  if not leaves:
+    return jnp.float32(0.0)
+  flat = jnp.concatenate([jnp.ravel(jnp.asarray(leaf, jnp.float32)) for leaf in leaves])
+  return jnp.sum(jnp.square(flat))
+
+
 def l2_regularization(params: Any, weight_decay: float) -> jnp.ndarray:
   """`weight_decay * sum(w**2) / 2` over the conv kernels named `weights`.
 
@@ -191,11 +202,14 @@ def l2_regularization(params: Any, weight_decay: float) -> jnp.ndarray:
   not decayed, as in the original. Under `shard_map` add this once to the
   global loss (it is replicated), not per device before a psum.
   """
-  total = jnp.float32(0.0)
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    if variable_name(path).split('/')[-1] == 'weights':
-      total = total + jnp.sum(jnp.square(jnp.asarray(leaf, jnp.float32)))
-  return jnp.float32(weight_decay) * total / 2.0
+  kernels = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+             if variable_name(path).split('/')[-1] == 'weights']
+  return jnp.float32(weight_decay) * _sum_of_squares(kernels) / 2.0
+
+
+def global_norm(tree: Any) -> jnp.ndarray:
+  """sqrt(sum of all leaves' squares), e.g. the gradient norm (float32)."""
+  return jnp.sqrt(_sum_of_squares(jax.tree.leaves(tree)))
 
 
 def gradient_multipliers(params: Any,

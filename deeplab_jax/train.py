@@ -8,13 +8,14 @@ parameters over devices). Batch norm is synchronised over 'data', so the step
 equals a single-device step on the whole global batch.
 """
 
+import collections
 import functools
 import glob
 import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 from absl import logging
 import flax
@@ -27,6 +28,7 @@ import numpy as np
 import optax
 
 from deeplab_jax import checkpointing
+from deeplab_jax import layers
 from deeplab_jax import losses
 from deeplab_jax.model import DeepLab, create_model
 
@@ -80,6 +82,28 @@ def global_batch(local_batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, ja
   sharding = NamedSharding(mesh, P(DATA_AXIS))
   return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
           for key, value in local_batch.items()}
+
+
+def prefetch_to_devices(batches: Iterable[Dict[str, np.ndarray]], mesh: Mesh,
+                        keys: Optional[Sequence[str]] = None, ahead: int = 1):
+  """Yields (host batch, its global device batch), `ahead` more already sent.
+
+  The caller dispatches a step on one batch and asks for the next: the host
+  then reads and sends a later batch while that step runs, so no step waits
+  for the host. `keys` picks what goes to the devices (default: all).
+  """
+  iterator, queue = iter(batches), collections.deque()
+
+  def send_next():
+    batch = next(iterator, None)
+    if batch is not None:
+      queue.append((batch, global_batch({k: batch[k] for k in keys or batch}, mesh)))
+
+  for _ in range(ahead + 1):
+    send_next()
+  while queue:
+    yield queue.popleft()
+    send_next()
 
 
 # --- Optimisation ------------------------------------------------------------
@@ -138,13 +162,18 @@ def initial_variables(config: ml_collections.ConfigDict, mesh: Mesh, seed: Optio
                     'batch_stats': variables.get('batch_stats', {})}, mesh)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
 def _init_variables(model, seed: int):
   # Parameter shapes do not depend on the image size; a small input is cheap.
-  # The 'unsafe_rbg' generator compiles ~4x faster than threefry on CPU for the
-  # hundreds of initialisers; values are reproducible for a seed on one backend.
+  sample = jnp.zeros((1, 33, 33, 3), jnp.float32)
+  # Drawn on the host: compiling one program of hundreds of initialisers took
+  # 6-9 s on CPU (a GPU's state init took 28 s). The same values on every host.
+  variables = layers.host_initial_variables(model, sample, seed, train=False)
+  if variables is not None:
+    return variables
+  # A variable without a host initialiser: the device program. 'unsafe_rbg'
+  # compiles ~4x faster than threefry on CPU for the hundreds of initialisers.
   key = jax.random.key(seed, impl='unsafe_rbg')
-  return model.init(key, jnp.zeros((1, 33, 33, 3), jnp.float32), train=False)
+  return jax.jit(functools.partial(model.init, train=False))(key, sample)
 
 
 def create_train_state(config, variables, mesh: Mesh) -> TrainState:
@@ -238,11 +267,13 @@ def resolve_class_weights(config: ml_collections.ConfigDict, train_source=None):
 def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weights=None):
   """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh.
 
-  batch: `{'image': float32 [B, H, W, 3] (0..255), 'label': int32 [B, H, W]}`
-  split over 'data'. The state's buffers are donated. With
-  `config.accumulation_steps` = k > 1 each device's part of the batch is run
-  as k micro-batches (see `_accumulated_step`). `class_weights`: the loss's
-  per-class weights (see `resolve_class_weights`), or None.
+  batch: `{'image': [B, H, W, 3] pixels 0..255, 'label': [B, H, W] class ids}`
+  split over 'data', of any real and integer dtypes (the input pipeline sends
+  uint8: a quarter of float32's bytes); the step casts them. The state's
+  buffers are donated. With `config.accumulation_steps` = k > 1 each device's
+  part of the batch is run as k micro-batches (see `_accumulated_step`).
+  `class_weights`: the loss's per-class weights (see `resolve_class_weights`),
+  or None.
   """
   model = create_model(config, bn_axis_name=DATA_AXIS)
   optimizer = create_optimizer(config)
@@ -255,6 +286,8 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
   accumulation_steps = int(config.get('accumulation_steps', 1))
 
   def per_device_step(state: TrainState, batch):
+    batch = {'image': batch['image'].astype(jnp.float32),
+             'label': batch['label'].astype(jnp.int32)}
     # A different dropout mask on every device and at every step.
     dropout_rng = jax.random.fold_in(
         jax.random.fold_in(jax.random.key(config.seed), state.step),
@@ -334,7 +367,7 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
       batch_stats = state.batch_stats  # Frozen statistics stay exactly as loaded.
     metrics = {'loss': loss, 'cross_entropy': cross_entropy, 'l2_loss': l2,
                'learning_rate': schedule(state.step),
-               'grad_norm': optax.tree.norm(grads)}
+               'grad_norm': losses.global_norm(grads)}
     new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
                            opt_state=opt_state,
                            ema_params=_updated_average(state.ema_params, params, state.step))
@@ -536,8 +569,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   logging.info('Training steps %d..%d; global batch %d on %d devices (%d processes).',
                start_step, num_steps, config.global_batch_size, mesh.size, jax.process_count())
   try:
-    for batch in train_data.as_numpy_iterator() if step < num_steps else ():
-      state, metrics = train_step(state, global_batch(batch, mesh))
+    batches = train_data.as_numpy_iterator() if step < num_steps else ()
+    for _, batch in prefetch_to_devices(batches, mesh):
+      state, metrics = train_step(state, batch)
       pending.append(metrics)
       step += 1
       report_progress(step)

@@ -215,3 +215,30 @@ def test_portable_kernels_trace_plain_convolutions(monkeypatch):
   assert layers.pointwise_as_matmul()
   assert 'dot_general' not in portable and 'conv_general_dilated' in portable
   assert 'dot_general' in primitives()
+
+
+def test_host_initial_variables_match_the_flax_initialisers_in_shape_and_spread():
+  from configs import defaults  # pylint: disable=g-import-not-at-top
+  from deeplab_jax.model import create_model  # pylint: disable=g-import-not-at-top
+  config = defaults.get_config()
+  config.model.decoder_output_stride = 4
+  model = create_model(config)
+  sample = jnp.zeros((1, 33, 33, 3), jnp.float32)
+  host = layers.host_initial_variables(model, sample, seed=3, train=False)
+  device = jax.jit(lambda key: model.init(key, sample, train=False))(jax.random.key(0))
+  host_leaves = jax.tree_util.tree_flatten_with_path(host)[0]
+  device_leaves = jax.tree_util.tree_flatten_with_path(device)[0]
+  assert [p for p, _ in host_leaves] == [p for p, _ in device_leaves]  # Same names.
+  for (path, ours), (_, theirs) in zip(host_leaves, device_leaves):
+    theirs = np.asarray(theirs)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, path
+    if theirs.size >= 2000:  # Same distribution: spread and truncation bound.
+      assert abs(ours.std() / theirs.std() - 1) < 0.1, path
+      assert abs(np.abs(ours).max() / np.abs(theirs).max() - 1) < 0.1, path
+    elif np.all(theirs == theirs.flat[0]):
+      np.testing.assert_array_equal(ours, theirs)  # Constants: BN, biases.
+  again = layers.host_initial_variables(model, sample, seed=3, train=False)
+  other = layers.host_initial_variables(model, sample, seed=4, train=False)
+  kernel = lambda v: v['params']['aspp0']['weights']
+  np.testing.assert_array_equal(kernel(again), kernel(host))
+  assert not np.array_equal(kernel(other), kernel(host))

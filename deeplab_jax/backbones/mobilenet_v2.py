@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN
+from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal
 
 # (expansion t, output channels c, repeats n, first stride s) of V2_DEF.
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -41,7 +41,7 @@ class ExpandedConv(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     conv = functools.partial(ConvBN, bn=self.bn, activation=nn.relu6, dtype=self.dtype,
-                             kernel_init=nn.initializers.truncated_normal(0.09))
+                             kernel_init=TruncatedNormal(0.09))
     in_channels = x.shape[-1]
     # The first block expands by 1 with divisor 1; every other expansion
     # width is a multiple of 8, whatever the depth multiplier.
@@ -80,7 +80,7 @@ class MobileNetV2(nn.Module):
     schedule = atrous.AtrousSchedule(self.output_stride)
     stride, rate = schedule.next(2)
     x = ConvBN(depth(_STEM_CHANNELS), bn, kernel_size=3, stride=stride, rate=rate,
-               activation=nn.relu6, kernel_init=nn.initializers.truncated_normal(0.09),
+               activation=nn.relu6, kernel_init=TruncatedNormal(0.09),
                dtype=self.dtype, name='Conv')(x, train)
     block_cls = nn.remat(ExpandedConv, static_argnums=(2,)) if self.remat else ExpandedConv
     low_level, layer = None, 1

@@ -12,12 +12,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN
+from deeplab_jax.layers import HE_NORMAL, BatchNormSettings, ConvBN
 
 _BN_DECAY = 0.95
 _BN_EPSILON = 1e-5
 # slim's variance_scaling_initializer(): He, fan-in, truncated normal.
-_KERNEL_INIT = nn.initializers.he_normal()
+_KERNEL_INIT = HE_NORMAL
 
 # Units per block (block1, block2, block3); block4 has one unit per multi-grid rate.
 _UNITS = {'resnet_v1_50_beta': (3, 4, 6), 'resnet_v1_101_beta': (3, 4, 23)}

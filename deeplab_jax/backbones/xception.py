@@ -13,11 +13,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN
+from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal, scan_units
 
 _BN_DECAY = 0.9997
 _BN_EPSILON = 1e-3
-_KERNEL_INIT = nn.initializers.truncated_normal(0.09)
+_KERNEL_INIT = TruncatedNormal(0.09)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +139,21 @@ class Xception(nn.Module):
     low_level = None
     for spec in specs:
       unit_rates = multi_grid if spec.activation_inside else (1, 1, 1)
-      for unit in range(1, spec.num_units + 1):
-        stride, rate = schedule.next(spec.stride)
+      placements = [schedule.next(spec.stride) for _ in range(spec.num_units)]
+      names = [f'{spec.scope}/unit_{u}/xception_module' for u in range(1, spec.num_units + 1)]
+      # Training runs identical units as one scan (its step compiles one unit,
+      # not 16); inference stays unrolled: XLA:CPU ran the scanned Xception-65
+      # 1.14-1.36x slower at 513x513.
+      if (train and spec.num_units > 1 and len(set(placements)) == 1
+          and not self.is_initializing() and spec.scope != LOW_LEVEL_BLOCK[self.variant]):
+        unit = XceptionModule(spec.depths, spec.skip, *placements[0], unit_rates,
+                              spec.activation_inside, bn, self.dtype, parent=None)
+        x = scan_units(self, unit, names, x, train, self.remat)
+        continue
+      for (stride, rate), name in zip(placements, names):
         x, conv2_output = module_cls(
             spec.depths, spec.skip, stride, rate, unit_rates, spec.activation_inside, bn,
-            self.dtype, name=f'{spec.scope}/unit_{unit}/xception_module')(x, train)
+            self.dtype, name=name)(x, train)
         if spec.scope == LOW_LEVEL_BLOCK[self.variant]:
           low_level = conv2_output
     return x, low_level

@@ -12,6 +12,12 @@ that stream and yields the same batches an uninterrupted run yields from s on.
 
 Evaluation pads every host's shard with masked dummy examples up to a common
 size, so that all hosts run the same number of steps.
+
+Batches leave as uint8 images (pixels rounded to integers) and uint8 labels:
+a quarter of float32's bytes to copy to the devices, where the steps cast
+them. Evaluation images are never resized in VOC-like setups, so rounding
+changes nothing there, and the evaluation step restores the exact padding
+value from each example's height and width.
 """
 
 import time
@@ -54,6 +60,12 @@ def _preprocess_options(config) -> dict:
       ignore_label=int(dataset.ignore_label),
       pad_pixel=preprocessing.mean_pixel(config.model.backbone),
   )
+
+
+def _device_dtypes(image: tf.Tensor, label: tf.Tensor):
+  """(uint8 image, uint8 label) as batches travel to the devices."""
+  image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+  return image, tf.cast(label, tf.uint8)
 
 
 def _shard_size(source: tf.data.Dataset, what: str) -> int:
@@ -111,8 +123,8 @@ def create_train_dataset(config, source: tf.data.Dataset, *,
     num_examples: the shard's size, if `source` cannot tell (else counted).
 
   Returns:
-    A dataset of `{'image': float32 [B, h, w, 3] (0..255), 'label': int32
-    [B, h, w]}` with B = global_batch_size / process_count.
+    A dataset of `{'image': uint8 [B, h, w, 3], 'label': uint8 [B, h, w]}`
+    with B = global_batch_size / process_count.
   """
   batch_size = per_host_batch_size(config.global_batch_size, process_count)
   if start_step < 0:
@@ -151,7 +163,8 @@ def create_train_dataset(config, source: tf.data.Dataset, *,
         min_scale_factor=config.min_scale_factor,
         max_scale_factor=config.max_scale_factor,
         scale_factor_step_size=config.scale_factor_step_size, **options)
-    return {'image': image, 'label': label[..., 0]}
+    image, label = _device_dtypes(image, label[..., 0])
+    return {'image': image, 'label': label}
 
   return (examples
           .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
@@ -195,10 +208,11 @@ def create_eval_dataset(config, source: tf.data.Dataset, *,
       padded to it. Required with several hosts; one host uses its shard size.
 
   Returns:
-    `num_eval_steps(...)` batches of `{'image': float32 [B, h, w, 3], 'label':
-    int32 [B, h, w], 'mask': bool [B] (False on padding), 'name': string [B],
+    `num_eval_steps(...)` batches of `{'image': uint8 [B, h, w, 3], 'label':
+    uint8 [B, h, w], 'mask': bool [B] (False on padding), 'name': string [B],
     'height', 'width': int32 [B] (image size before padding)}` with
-    B = eval_batch_size / process_count and (h, w) = eval_crop_size.
+    B = eval_batch_size / process_count and (h, w) = eval_crop_size. The
+    padding pixels are the padding value rounded to an integer.
   """
   batch_size = per_host_batch_size(config.eval_batch_size, process_count,
                                    'eval_batch_size')
@@ -223,13 +237,16 @@ def create_eval_dataset(config, source: tf.data.Dataset, *,
     # The size before padding (after any resize): predictions beyond it are
     # padding.
     height, width = _unpadded_size(example['image'], options)
-    return {'image': image, 'label': label[..., 0], 'mask': tf.constant(True),
+    image, label = _device_dtypes(image, label[..., 0])
+    return {'image': image, 'label': label, 'mask': tf.constant(True),
             'name': example['name'], 'height': height, 'width': width}
 
+  pad_image, pad_label = _device_dtypes(
+      tf.broadcast_to(tf.constant(options['pad_pixel'], tf.float32), [crop_height, crop_width, 3]),
+      tf.fill([crop_height, crop_width], options['ignore_label']))
   padding = tf.data.Dataset.from_tensors({
-      'image': tf.broadcast_to(tf.constant(options['pad_pixel'], tf.float32),
-                               [crop_height, crop_width, 3]),
-      'label': tf.fill([crop_height, crop_width], options['ignore_label']),
+      'image': pad_image,
+      'label': pad_label,
       'mask': tf.constant(False),
       'name': tf.constant(''),
       'height': tf.constant(0, tf.int32),
