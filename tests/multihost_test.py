@@ -50,10 +50,13 @@ def test_two_hosts_match_one_host_with_the_same_devices(tmp_path):
   single, single_updates = run(tmp_path, 'one_process', 1, 4)
   multi, multi_updates = run(tmp_path, 'two_processes', 2, 2)
   np.testing.assert_allclose(multi['losses'], single['losses'], rtol=1e-5)
-  # Recomputed batch-norm statistics (precise BN) agree as sync BN's moments do.
+  # Recomputed batch-norm statistics (precise BN) agree as sync BN's moments do,
+  # up to the rounding of the weights they come from (2e-6 off at 0.009 on an
+  # Intel Xeon); unsynchronised statistics of a device's own images differ by
+  # tenths.
   assert set(multi['statistics']) == set(single['statistics'])
   for name, value in single['statistics'].items():
-    np.testing.assert_allclose(multi['statistics'][name], value, rtol=1e-4, atol=1e-6,
+    np.testing.assert_allclose(multi['statistics'][name], value, rtol=1e-3, atol=1e-5,
                                err_msg=name)
   assert multi['losses'][-1] != multi['losses'][0]  # It trained.
   assert set(multi_updates) == set(single_updates)
