@@ -1,12 +1,12 @@
 """Startup checks of every setting (deeplab_jax/config_checks.py) on the shipped configs."""
 
-import importlib
 import os
 
 import pytest
 
 from deeplab_jax import config_checks
 from deeplab_jax.data import datasets
+import config_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, 'configs'))
@@ -15,7 +15,7 @@ CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, 'confi
 
 
 def shipped_config(name, variant=None):
-  module = importlib.import_module(f'configs.{name}')
+  module = config_files.module(name)
   return module.get_config(variant) if variant else module.get_config()
 
 

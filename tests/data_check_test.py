@@ -9,14 +9,16 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import custom as custom_config
-from configs import defaults
+import config_files
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax import colormaps
 from deeplab_jax.data import check
 from deeplab_jax.data import check_report
 from deeplab_jax.data import colour_labels
 from deeplab_jax.data import datasets
 import data_ade20k_test
+
+custom_config = config_files.module('custom')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
