@@ -9,9 +9,8 @@ from deeplab_jax.data import datasets
 import config_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, 'configs'))
-                      if name.endswith('.py') and name not in ('__init__.py', 'defaults.py',
-                                                                'cityscapes.py'))
+CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(config_files.CONFIGS_DIR)
+                      if name.endswith('.py'))
 
 
 def shipped_config(name, variant=None):
