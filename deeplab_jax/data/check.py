@@ -243,7 +243,7 @@ def _custom_classes(report, seen, train_split) -> str:
     classes_file = os.path.join(root, custom.CLASSES_FILE)
     if report.ignore_label < len(names):
       report.add(Problem(
-          ERROR, 'classes_file', None, classes_file,
+          ERROR, custom.CLASSES_FILE_PROBLEM, None, classes_file,
           f'lists {len(names)} classes, so the ignore label '
           f'{report.ignore_label} is a class id.',
           'use ids below the ignore label, or set --config.dataset.'

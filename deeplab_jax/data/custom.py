@@ -90,7 +90,8 @@ def split_folder(root: str, split: str) -> str:
   if _SPLIT_ALIASES.get(split) in names:
     return _SPLIT_ALIASES[split]
   raise MissingFolder(MISSING_SPLIT, os.path.join(root, 'images', split),
-                      f'(the splits there are {names}).', 'no split folder')
+                      f'(the splits there are {names}).',
+                      what='no split folder')
 
 
 def _is_image_file(file_name: str) -> bool:
@@ -191,7 +192,7 @@ def _check_label_mode(path: str, mode: str) -> None:
         COLOUR_LABEL, path,
         f'is a {mode} image; labels must be single-channel PNGs (mode L or P) whose pixel '
         'values are class ids, not colours. Convert each colour to its class id first.',
-        'label')
+        what='label')
 
 
 def check_pair_headers(pair: Pair) -> None:
@@ -203,18 +204,18 @@ def check_pair_headers(pair: Pair) -> None:
     image = image_files.read_header(pair.image_path)
   except image_files.UnreadableImageError as error:
     raise DataProblem(CORRUPT_IMAGE, pair.image_path, f'({error.reason}).',
-                      'unreadable or corrupt image') from error
+                      what='unreadable or corrupt image') from error
   try:
     label = image_files.read_header(pair.label_path)
   except image_files.UnreadableImageError as error:
     raise DataProblem(CORRUPT_LABEL, pair.label_path, f'({error.reason}).',
-                      'unreadable or corrupt label') from error
+                      what='unreadable or corrupt label') from error
   _check_label_mode(pair.label_path, label.mode)
   if (image.width, image.height) != (label.width, label.height):
     raise DataProblem(
         SIZE_MISMATCH, pair.image_path,
         f'is {image.width}x{image.height} (WxH) but its label {pair.label_path} is '
-        f'{label.width}x{label.height}.', 'image')
+        f'{label.width}x{label.height}.', what='image')
 
 
 def read_image(path: str) -> np.ndarray:
@@ -223,7 +224,7 @@ def read_image(path: str) -> np.ndarray:
     return image_files.read_rgb(path)
   except image_files.UnreadableImageError as error:
     raise DataProblem(CORRUPT_IMAGE, path, f'({error.reason}).',
-                      'unreadable or corrupt image') from (error.__cause__ or error)
+                      what='unreadable or corrupt image') from (error.__cause__ or error)
 
 
 def read_label(path: str) -> np.ndarray:
@@ -232,12 +233,12 @@ def read_label(path: str) -> np.ndarray:
     label = image_files.read_stored_values(path)
   except image_files.UnreadableImageError as error:
     raise DataProblem(CORRUPT_LABEL, path, f'({error.reason}).',
-                      'unreadable or corrupt label') from (error.__cause__ or error)
+                      what='unreadable or corrupt label') from (error.__cause__ or error)
   _check_label_mode(path, label.mode)
   ids = label.pixels
   if ids.size and ids.max() > 255:
     raise DataProblem(LABEL_VALUES, path,
-                      f'has values up to {ids.max()}; class ids must fit in 0..255.', 'label')
+                      f'has values up to {ids.max()}; class ids must fit in 0..255.', what='label')
   return ids.astype(np.uint8)[..., np.newaxis]
 
 
@@ -249,7 +250,7 @@ def check_label_values(path: str, label: np.ndarray, num_classes: int,
     raise DataProblem(
         LABEL_VALUES, path,
         f'has values {bad.tolist()[:10]} >= num_classes={num_classes} that are not the '
-        f'ignore label {ignore_label}.', 'label')
+        f'ignore label {ignore_label}.', what='label')
 
 
 def read_pair(pair: Pair, num_classes: int, ignore_label: int):
@@ -260,7 +261,7 @@ def read_pair(pair: Pair, num_classes: int, ignore_label: int):
     raise DataProblem(
         SIZE_MISMATCH, pair.image_path,
         f'is {image.shape[:2]} (HxW) but its label {pair.label_path} is {label.shape[:2]}.',
-        'image')
+        what='image')
   check_label_values(pair.label_path, label, num_classes, ignore_label)
   return image, label
 
