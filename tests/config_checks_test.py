@@ -8,7 +8,6 @@ from deeplab_jax import config_checks
 from deeplab_jax.data import datasets
 import config_files
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(config_files.CONFIGS_DIR)
                       if name.endswith('.py'))
 
