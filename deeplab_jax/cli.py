@@ -230,8 +230,7 @@ def _main():
     state = train.train_and_evaluate(config, workdir)
     step = int(jax.device_get(state.step))
     done = (f'Trained to step {step}.' if step >= config.num_train_steps else
-            f'Stopped at step {step} of {config.num_train_steps}; rerun the same command to '
-            'resume.')
+            f'Stopped at step {step} of {config.num_train_steps}; rerun the same command to resume.')
     _report([done,
              f'  checkpoints:      {checkpoints}',
              f'  TensorBoard:      tensorboard --logdir={workdir}',
