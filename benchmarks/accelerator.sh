@@ -36,6 +36,8 @@
 
 set -u
 cd "$(dirname "$0")/.."
+# The package is imported from this checkout (there is no pip install of it here).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 results_dir=${1:-${OUT:-accelerator_results}}
 shift $(( $# > 0 ? 1 : 0 ))

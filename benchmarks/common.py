@@ -5,19 +5,13 @@ training steps): on a shared machine the minimum is the figure least disturbed
 by other processes; the median is reported beside it.
 """
 
-import importlib.util
 import json
 import os
 import resource
-import sys
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
-
-from deeplab_jax import host_memory, xla_flags  # pylint: disable=g-import-not-at-top
+from deeplab_jax import config_defaults, host_memory, xla_flags
 
 # As main.py does, before JAX starts its threads and its backend.
 host_memory.keep_freed_memory()
@@ -29,15 +23,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 def load_config(path: str):
   """`configs/X.py[:arg]` → the config its `get_config(arg)` returns."""
-  path, _, arg = path.partition(':')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'--config={path}: no such config file.')
-  spec = importlib.util.spec_from_file_location('benchmark_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'--config={path}: the file has no get_config().')
-  return module.get_config(arg or None)
+  return config_defaults.load_config(path)
 
 
 def enable_compilation_cache(directory: Optional[str]) -> None:

@@ -1,6 +1,6 @@
 """Seconds per image of whole-image vs sliding-window prediction (the Predictor, CPU).
 
-  python benchmarks/slide_inference.py [--height=1024 --width=2048 --crop=513]
+  PYTHONPATH=.:tests python benchmarks/slide_inference.py [--height=1024 --width=2048 --crop=513]
 
 Whole shrinks the image to fit the crop (one window's work); slide covers it at
 full resolution with windows two thirds of a crop apart: its cost grows with
@@ -9,17 +9,15 @@ the number of windows. Random weights: only the time is meaningful.
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
+import numpy as np
 
-import numpy as np  # pylint: disable=g-import-not-at-top
+from deeplab_jax import config_defaults
+from deeplab_jax import inference, predictor
+from export_test import natural_image, random_variables  # tests/ must be on PYTHONPATH.
 
-from configs import voc_mnv2  # pylint: disable=g-import-not-at-top
-from deeplab_jax import inference, predictor  # pylint: disable=g-import-not-at-top
-from export_test import natural_image, random_variables  # pylint: disable=g-import-not-at-top
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
@@ -29,7 +27,7 @@ def main():
   parser.add_argument('--crop', type=int, default=513)
   parser.add_argument('--repeats', type=int, default=3)
   args = parser.parse_args()
-  config = voc_mnv2.get_config()
+  config = config_defaults.load_config(os.path.join(REPO, 'configs', 'voc_mnv2.py'))
   config.eval_crop_size = (args.crop, args.crop)
   variables = random_variables(config)
   image = natural_image(args.height, args.width)

@@ -13,13 +13,13 @@ MobileNetV2 checkpoint (`config.init_checkpoint`).
 `--config=configs/ade20k_mnv2.py:tiny` gives a small local variant for CPU.
 """
 
-from configs import defaults
+from deeplab_jax import config_defaults
 
 _RESIZE = 257  # The longer side; also the crop, which whole images then fit.
 
 
 def get_config(arg=None):
-  config = defaults.get_config()
+  config = config_defaults.get_config()
   config.model.backbone = 'mobilenet_v2'
   config.model.output_stride = 16
   config.model.atrous_rates = ()
@@ -37,4 +37,4 @@ def get_config(arg=None):
   config.num_train_steps = 150_000
   config.global_batch_size = 16
   config.weight_decay = 4e-5
-  return defaults.apply_variant(config, arg)
+  return config_defaults.apply_variant(config, arg)

@@ -5,16 +5,15 @@ The DPC replaces ASPP and image pooling; the cell is the one found by
 architecture search on Cityscapes, shipped as 'cityscapes'.
 """
 
-from configs import cityscapes
-from configs import defaults
+from deeplab_jax import config_defaults
 
 
 def get_config(arg=None):
-  config = defaults.get_config()
+  config = config_defaults.get_config()
   config.model.backbone = 'xception_71'
   config.model.output_stride = 16
   config.model.atrous_rates = ()
   config.model.dense_prediction_cell = 'cityscapes'
   config.model.decoder_output_stride = 4
-  cityscapes.set_cityscapes(config)
-  return defaults.apply_variant(config, arg)
+  config_defaults.set_cityscapes(config)
+  return config_defaults.apply_variant(config, arg)

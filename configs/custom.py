@@ -33,11 +33,11 @@ model-zoo checkpoint, the original's recipe is
 
 import ml_collections
 
-from configs import defaults
+from deeplab_jax import config_defaults
 
 
 def get_config(arg=None):
-  config = defaults.get_config()
+  config = config_defaults.get_config()
   config.model.backbone = 'mobilenet_v2'
   config.model.output_stride = 16
   config.model.atrous_rates = ()
@@ -65,4 +65,4 @@ def get_config(arg=None):
   # sees one class): recompute them over 50 training batches before each
   # evaluation and checkpoint.
   config.precise_batch_norm_batches = 50
-  return defaults.apply_variant(config, arg)
+  return config_defaults.apply_variant(config, arg)

@@ -8,11 +8,11 @@ writes an Orbax checkpoint, eval_results.json and comparison pictures. Sized
 for a 2-core CPU: about 5 minutes to a validation mean IoU of ~0.65.
 """
 
-from configs import defaults
+from deeplab_jax import config_defaults
 
 
 def get_config(arg=None):
-  config = defaults.get_config()
+  config = config_defaults.get_config()
   model = config.model
   model.backbone = 'mobilenet_v2'
   model.depth_multiplier = 0.5
@@ -49,7 +49,7 @@ def get_config(arg=None):
   config.keep_checkpoints = 2
   config.log_every_steps = 50
   config.num_prediction_images = 6
-  config = defaults.apply_variant(config, arg)
+  config = config_defaults.apply_variant(config, arg)
   if arg == 'tiny':  # A smoke test: the small generated split, whole images in the eval crop.
     config.dataset.name = 'synthetic/tiny'
     config.eval_crop_size = (161, 161)

@@ -5,11 +5,11 @@ crop 513, lr 0.007 poly for 30k steps on train_aug, as the DeepLabv3 paper.
 `--config=configs/voc_mnv2.py:tiny` gives a small local variant for CPU.
 """
 
-from configs import defaults
+from deeplab_jax import config_defaults
 
 
 def get_config(arg=None):
-  config = defaults.get_config()
+  config = config_defaults.get_config()
   config.model.backbone = 'mobilenet_v2'
   config.model.output_stride = 16
   config.model.atrous_rates = ()
@@ -17,4 +17,4 @@ def get_config(arg=None):
   config.model.num_classes = 21
   config.dataset.name = 'pascal_voc'
   config.weight_decay = 4e-5
-  return defaults.apply_variant(config, arg)
+  return config_defaults.apply_variant(config, arg)

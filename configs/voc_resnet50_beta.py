@@ -4,11 +4,11 @@ The beta ResNet (3x3 stem, multi-grid 1/2/4 in block4) with ASPP 6/12/18 and
 the decoder at stride 4; ResNet uses weight decay 1e-4.
 """
 
-from configs import defaults
+from deeplab_jax import config_defaults
 
 
 def get_config(arg=None):
-  config = defaults.get_config()
+  config = config_defaults.get_config()
   config.model.backbone = 'resnet_v1_50_beta'
   config.model.output_stride = 16
   config.model.atrous_rates = (6, 12, 18)
@@ -17,4 +17,4 @@ def get_config(arg=None):
   config.model.num_classes = 21
   config.dataset.name = 'pascal_voc'
   config.weight_decay = 1e-4
-  return defaults.apply_variant(config, arg)
+  return config_defaults.apply_variant(config, arg)

@@ -4,11 +4,11 @@ ASPP with separable atrous convs at rates 6/12/18 (use 12/24/36 at OS8) and
 the decoder at stride 4. Batch 16, crop 513, lr 0.007 poly, 30k steps.
 """
 
-from configs import defaults
+from deeplab_jax import config_defaults
 
 
 def get_config(arg=None):
-  config = defaults.get_config()
+  config = config_defaults.get_config()
   config.model.backbone = 'xception_65'
   config.model.output_stride = 16
   config.model.atrous_rates = (6, 12, 18)
@@ -16,4 +16,4 @@ def get_config(arg=None):
   config.model.num_classes = 21
   config.dataset.name = 'pascal_voc'
   config.weight_decay = 4e-5
-  return defaults.apply_variant(config, arg)
+  return config_defaults.apply_variant(config, arg)

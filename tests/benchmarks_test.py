@@ -13,7 +13,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Runs a script with TensorFlow, TFDS and CLU unimportable.
+# Runs a script with TensorFlow, TFDS and CLU unimportable (the script's
+# folder must be on PYTHONPATH, as `python script.py` would put it first).
 _WITHOUT_TF = r'''
 import importlib.abc, runpy, sys
 class Refuse(importlib.abc.MetaPathFinder):
@@ -22,7 +23,6 @@ class Refuse(importlib.abc.MetaPathFinder):
       raise ImportError(f'{name} is not on the accelerator machine')
 sys.meta_path.insert(0, Refuse())
 sys.argv = sys.argv[1:]
-sys.path.insert(0, sys.argv[0].rsplit('/', 1)[0])
 runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
@@ -31,7 +31,8 @@ _TIMING_FIELDS = ('state_init_seconds', 'compile_seconds', 'first_call_seconds',
 
 
 def _run(tmp_path, script, *args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=os.pathsep.join(
+      [os.path.join(REPO, 'benchmarks'), os.environ['PYTHONPATH']]))
   result = subprocess.run(
       [sys.executable, '-c', _WITHOUT_TF, os.path.join(REPO, 'benchmarks', script),
        '--config=configs/voc_mnv2.py:tiny', '--batch_size=1', '--crop_size=33',
@@ -58,7 +59,8 @@ def test_accelerator_script_dry_run_writes_a_line_per_part(tmp_path):
   """Runs inference.py through the script (in bfloat16, without TensorFlow)."""
   # Scripts run by `python` here cannot import TensorFlow, as on the accelerator machine.
   wrapper = tmp_path / 'python_without_tf'
-  wrapper.write_text(f'#!/bin/sh\ncase "$1" in *.py) exec {sys.executable} -c "$WITHOUT_TF" "$@";; '
+  wrapper.write_text(f'#!/bin/sh\ncase "$1" in *.py) PYTHONPATH="$(dirname "$1"):$PYTHONPATH" '
+                     f'exec {sys.executable} -c "$WITHOUT_TF" "$@";; '
                      f'*) exec {sys.executable} "$@";; esac\n')
   wrapper.chmod(0o755)
   env = dict(os.environ, ACCEL_DRY_RUN='1', PYTHON=str(wrapper), WITHOUT_TF=_WITHOUT_TF,

@@ -7,7 +7,9 @@ from flax import traverse_util
 
 import deeplab_jax
 from tests_util import write_tf_checkpoint
-from configs import voc_mnv2
+import config_files
+
+voc_mnv2 = config_files.module('voc_mnv2')
 
 
 def read_all(prefix):

@@ -60,6 +60,7 @@ def test_cityscapes_train_id_to_label_id():
   label_ids = colormaps.cityscapes_train_id_to_label_id(train_ids)
   assert label_ids.dtype == np.uint8
   np.testing.assert_array_equal(
-      label_ids, [[7, 8, 11, 12, 13, 17, 19, 20, 21, 22], [23, 24, 25, 26, 27, 28, 31, 32, 33, 255]])
+      label_ids,
+      [[7, 8, 11, 12, 13, 17, 19, 20, 21, 22], [23, 24, 25, 26, 27, 28, 31, 32, 33, 255]])
   with pytest.raises(ValueError, match=r'\[19\]'):
     colormaps.cityscapes_train_id_to_label_id(np.array([0, 19]))

@@ -1,21 +1,19 @@
 """Startup checks of every setting (deeplab_jax/config_checks.py) on the shipped configs."""
 
-import importlib
 import os
 
 import pytest
 
 from deeplab_jax import config_checks
 from deeplab_jax.data import datasets
+import config_files
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, 'configs'))
-                      if name.endswith('.py') and name not in ('__init__.py', 'defaults.py',
-                                                                'cityscapes.py'))
+CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(config_files.CONFIGS_DIR)
+                      if name.endswith('.py'))
 
 
 def shipped_config(name, variant=None):
-  module = importlib.import_module(f'configs.{name}')
+  module = config_files.module(name)
   return module.get_config(variant) if variant else module.get_config()
 
 

@@ -1,10 +1,9 @@
-"""Shared test helpers: where the golden fixtures are, and the repo on sys.path."""
+"""Shared test helpers: where the golden fixtures are; subprocesses import this checkout."""
 
 import atexit
 import lzma
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
@@ -12,7 +11,9 @@ import pytest
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TF is only our data reader here.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+# Tests import the package through pytest's `pythonpath` (pyproject.toml); the
+# processes they start (main.py, workers, benchmarks) through PYTHONPATH.
+os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO, os.environ.get('PYTHONPATH')]))
 
 # A test whose config has no dataset.data_dir must not write into the user's
 # TFDS data dir (~/tensorflow_datasets). For the session, TFDS's default is this

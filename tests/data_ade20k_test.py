@@ -12,12 +12,14 @@ import pytest
 import tensorflow_datasets as tfds
 
 import deeplab_jax
-from configs import ade20k_mnv2
-from configs import defaults
+import config_files
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax.data import ade20k
 from deeplab_jax.data import archives
 from deeplab_jax.data import datasets
 from deeplab_jax.data import preprocessing
+
+ade20k_mnv2 = config_files.module('ade20k_mnv2')
 
 # split folder -> image names, as in the official archive.
 NAMES = {

@@ -9,12 +9,16 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import custom as custom_config
-from configs import defaults
+import config_files
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax import colormaps
 from deeplab_jax.data import check
+from deeplab_jax.data import check_report
+from deeplab_jax.data import colour_labels
 from deeplab_jax.data import datasets
 import data_ade20k_test
+
+custom_config = config_files.module('custom')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -152,8 +156,8 @@ def test_messages_say_what_and_how_to_fix(broken):
   colour = only(report, 'colour_label')
   assert 'pascal palette' in colour.message and '[0, 15, 255]' in colour.message
   assert colour.fix.endswith(
-      "python -c 'import sys; from deeplab_jax.data import check; "
-      "check.convert_colour_label(sys.argv[1], \"pascal\")' "
+      "python -c 'import sys; from deeplab_jax.data import colour_labels; "
+      "colour_labels.convert_colour_label(sys.argv[1], \"pascal\")' "
       f"{os.path.join(root, 'labels', 'train', 'colour.png')}")
   values = only(report, 'label_values')
   assert '7: 4 px, 128: 1 px' in values.message
@@ -170,7 +174,7 @@ def test_messages_say_what_and_how_to_fix(broken):
   assert "1 'road'" in missing['val'].message  # val_02 is all ignore.
   assert 'never predicts them' in missing['train'].message
   assert 'left out of the mean IoU' in missing['val'].message
-  assert all(p.severity == check.WARNING for p in missing.values())
+  assert all(p.severity == check_report.WARNING for p in missing.values())
 
 
 def test_summary_counts_sizes_and_histogram(broken):
@@ -222,12 +226,12 @@ def test_convert_colour_label_gives_the_class_ids(tmp_path):
   ids = label_ids(12, 16, object_id=15)
   path = os.fspath(tmp_path / 'mask.png')
   write_image(path, voc_colour_mask(ids))
-  check.convert_colour_label(path, 'pascal')
+  colour_labels.convert_colour_label(path, 'pascal')
   with Image.open(path) as image:
     assert image.mode == 'L'
     np.testing.assert_array_equal(np.asarray(image), ids)
   with pytest.raises(ValueError, match=r'\(1, 2, 3\) are not in the'):
-    check.colour_mask_to_ids(np.full((2, 2, 3), (1, 2, 3), np.uint8), 'pascal')
+    colour_labels.colour_mask_to_ids(np.full((2, 2, 3), (1, 2, 3), np.uint8), 'pascal')
 
 
 def write_clean_folder(root, label_for=lambda i: label_ids(24, 32, 1 + i % 2)):
@@ -259,7 +263,7 @@ def test_white_on_black_masks_are_the_predicts_only_background_trap(tmp_path):
   report = check.check_dataset(custom_dataset_config(root))
   problem = [p for p in report.problems_of('only_background')
              if p.split == 'train'][0]
-  assert problem.severity == check.ERROR
+  assert problem.severity == check_report.ERROR
   assert 'predicts only background' in problem.message
   assert 'ids[ids == 255] = 1' in problem.fix
 

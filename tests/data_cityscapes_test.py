@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax.data import check
 from deeplab_jax.data import cityscapes
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax.data import cityscapes
 from deeplab_jax.data import datasets
 # Writers of the real on-disk layouts, shared with the builders' own tests.

@@ -8,7 +8,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.data import synthetic
 

@@ -72,7 +72,8 @@ def test_eval_mode_restores_the_latest_checkpoint(trained_workdir):
   start = lines.index(next(line for line in lines if line.split() == ['class', 'IoU']))
   assert [line.split()[0] for line in lines[start + 1:start + 7]] == [
       'background', 'disc', 'square', 'triangle', 'ring', 'bar']
-  assert lines[start + 7].startswith('mean IoU') and f'{results["mean_iou"]:.4f}' in lines[start + 7]
+  mean_line = lines[start + 7]
+  assert mean_line.startswith('mean IoU') and f'{results["mean_iou"]:.4f}' in mean_line
 
 
 def test_predict_mode_writes_labels_at_the_input_size(trained_workdir, tmp_path):

@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import voc_mnv2
+import config_files
 from deeplab_jax import checkpointing
 from deeplab_jax import export
 from deeplab_jax import predictor
 from deeplab_jax.model import create_model
 from deeplab_jax.resize import resize_bilinear, resize_nearest
+
+voc_mnv2 = config_files.module('voc_mnv2')
 
 CROP = 129
 

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from tests_util import write_tf_checkpoint
+import config_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 8
@@ -147,7 +148,7 @@ def resumed_step(log_text):
 
 def tiny_config():
   """The config that `config_flags` give main.py."""
-  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  quickstart = config_files.module('quickstart')
   config = quickstart.get_config('tiny')
   config.model.depth_multiplier = 0.25
   config.num_train_steps = NUM_STEPS

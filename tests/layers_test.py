@@ -218,7 +218,7 @@ def test_portable_kernels_trace_plain_convolutions(monkeypatch):
 
 
 def test_host_initial_variables_match_the_flax_initialisers_in_shape_and_spread():
-  from configs import defaults  # pylint: disable=g-import-not-at-top
+  from deeplab_jax import config_defaults as defaults  # pylint: disable=g-import-not-at-top
   from deeplab_jax.model import create_model  # pylint: disable=g-import-not-at-top
   config = defaults.get_config()
   config.model.decoder_output_stride = 4

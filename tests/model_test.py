@@ -3,7 +3,6 @@
 Everything here uses `jax.eval_shape`, so nothing is compiled or run.
 """
 
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +11,12 @@ import pytest
 from flax import traverse_util
 
 import deeplab_jax
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
+import config_files
 
 
 def zoo_config(name, **model_overrides):
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = config_files.module(name).get_config()
   for key, value in model_overrides.items():
     config.model[key] = value
   return config

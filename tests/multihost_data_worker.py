@@ -13,7 +13,6 @@ import sys
 
 out_dir, data_dir = sys.argv[1], sys.argv[2]
 num_processes, process_id, port = (int(a) for a in sys.argv[3:6])
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 
@@ -23,8 +22,10 @@ jax.distributed.initialize(f'127.0.0.1:{port}', num_processes, process_id)
 
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-from configs import quickstart  # pylint: disable=g-import-not-at-top
+import config_files  # pylint: disable=g-import-not-at-top
 from deeplab_jax import train  # pylint: disable=g-import-not-at-top
+
+quickstart = config_files.module('quickstart')
 
 preparations = []
 prepare = tfds.core.DatasetBuilder.download_and_prepare

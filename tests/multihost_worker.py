@@ -14,7 +14,6 @@ import sys
 
 out_dir, workdir = sys.argv[1], sys.argv[2]
 devices, num_processes, process_id, port = (int(a) for a in sys.argv[3:7])
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 
@@ -28,8 +27,10 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from flax import traverse_util  # pylint: disable=g-import-not-at-top
 from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
-from configs import voc_mnv2  # pylint: disable=g-import-not-at-top
+import config_files  # pylint: disable=g-import-not-at-top
 from deeplab_jax import checkpointing, evaluate, train  # pylint: disable=g-import-not-at-top
+
+voc_mnv2 = config_files.module('voc_mnv2')
 
 NUM_STEPS, GLOBAL_BATCH, CROP, NUM_CLASSES, NUM_EVAL = 2, 4, 65, 4, 6
 

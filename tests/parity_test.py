@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import deeplab_jax
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
 from conftest import fixtures_dir
 
 LOGITS_ATOL = 1e-3

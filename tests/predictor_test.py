@@ -9,13 +9,15 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import voc_mnv2
+import config_files
 from deeplab_jax import checkpointing
 from deeplab_jax import inference
 from deeplab_jax import predictor
 from deeplab_jax.model import create_model
 from deeplab_jax.resize import resize_bilinear, resize_nearest
 from export_test import natural_image, random_variables, with_calibrated_logits
+
+voc_mnv2 = config_files.module('voc_mnv2')
 
 CROP = 129
 

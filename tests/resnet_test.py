@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import deeplab_jax
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax.backbones.resnet import ResNetV1Beta
 from xception_test import abstract_init, fixture_variables, flat_shapes, random_variables
 from xception_test import training_forward

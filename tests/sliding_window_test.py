@@ -15,7 +15,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from configs import voc_mnv2
+import config_files
 from deeplab_jax import config_checks
 from deeplab_jax import evaluate
 from deeplab_jax import export
@@ -27,6 +27,8 @@ from deeplab_jax.model import create_model
 from export_test import natural_image
 from predictor_test import make_variables
 from visualize_test import find
+
+voc_mnv2 = config_files.module('voc_mnv2')
 
 CROP, STRIDE = 65, (40, 44)
 

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
 from deeplab_jax import checkpointing
 from deeplab_jax import train
 from deeplab_jax.model import create_model
 from deeplab_jax.resize import resize_bilinear
+import config_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,8 +82,7 @@ def one_step(config, mesh, batch):
 
 
 _EIGHT_DEVICE_SCRIPT = """
-import sys, numpy as np, jax
-sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+import numpy as np, jax
 from deeplab_jax.heads import aspp
 aspp.DROPOUT_RATE = 0.0  # Dropout masks depend on the local batch shape.
 import train_test
@@ -106,9 +106,9 @@ def test_eight_devices_equal_one_device_on_the_same_global_batch(tmp_path, compi
   output = str(tmp_path / 'steps.npz')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
              TF_CPP_MIN_LOG_LEVEL='2', JAX_COMPILATION_CACHE_DIR=compilation_cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
-  script = _EIGHT_DEVICE_SCRIPT.format(repo=REPO, tests=os.path.join(REPO, 'tests'),
-                                       output=output)
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             PYTHONPATH=os.pathsep.join([os.path.join(REPO, 'tests'), os.environ['PYTHONPATH']]))
+  script = _EIGHT_DEVICE_SCRIPT.format(output=output)
   result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
                           text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -386,7 +386,7 @@ def test_precise_batch_norm_makes_a_short_run_from_scratch_evaluate_as_it_trains
 
 def test_auto_class_weights_come_from_the_training_folders_pixel_histogram(tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from configs import custom  # pylint: disable=g-import-not-at-top
+  custom = config_files.module('custom')
   from deeplab_jax import losses  # pylint: disable=g-import-not-at-top
   from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import pytest
 from flax import traverse_util
 
 import deeplab_jax
-from configs import defaults
+from deeplab_jax import config_defaults as defaults
 from conftest import fixtures_dir
 from deeplab_jax.backbones.xception import Xception
 

@@ -10,8 +10,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Prints whether the compiled 1x1-conv-sized matmul went to YNNPACK.
 _PROBE = """
-import sys
-sys.path.insert(0, {repo!r})
 from deeplab_jax import xla_flags
 if {add}:
   xla_flags.add_cpu_flags()
@@ -24,7 +22,7 @@ print('ynn dot' if 'ynn_fusion' in jax.jit(jnp.dot).lower(a, b).compile().as_tex
 
 def probe(add: bool, xla_flags_env: str = ''):
   env = dict(os.environ, XLA_FLAGS=xla_flags_env)
-  out = subprocess.run([sys.executable, '-c', _PROBE.format(repo=REPO, add=add)], env=env,
+  out = subprocess.run([sys.executable, '-c', _PROBE.format(add=add)], env=env,
                        capture_output=True, text=True, check=True).stdout.split('\n')
   return out[0], out[1]
 

@@ -20,7 +20,7 @@ reports all problems at once (that is what `DataProblem.kind` is for).
 
 import functools
 import os
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +35,9 @@ _ID_LABEL_MODES = ('L', 'P', 'I;16', 'I;16B', 'I;16L', 'I')
 
 
 # What a `DataProblem` is about (`check.py` attaches a fix to each).
+LAYOUT = 'layout'
+MISSING_SPLIT = 'missing_split'
+CLASSES_FILE_PROBLEM = 'classes_file'
 CORRUPT_IMAGE = 'corrupt_image'
 CORRUPT_LABEL = 'corrupt_label'
 COLOUR_LABEL = 'colour_label'
@@ -43,12 +46,23 @@ LABEL_VALUES = 'label_values'
 
 
 class DataProblem(ValueError):
-  """A bad file of a custom dataset: `kind` says what is wrong, `path` where."""
+  """A bad file or folder of a custom dataset.
 
-  def __init__(self, kind: str, path: str, message: str):
-    super().__init__(message)
+  `kind` says what is wrong, `path` where, and `detail` how, as words that
+  follow the path ('has values up to 300; class ids must fit in 0..255.'):
+  the data check quotes `detail` beside the file it names. The message, for
+  training's one-line error, is 'Custom dataset: <what> <path> <detail>'.
+  """
+
+  def __init__(self, kind: str, path: str, detail: str, what: str = ''):
+    super().__init__(' '.join(filter(None, ['Custom dataset:', what, path, detail])))
     self.kind = kind
     self.path = path
+    self.detail = detail
+
+
+class MissingFolder(DataProblem, FileNotFoundError):
+  """A folder of the layout that is not there (also a FileNotFoundError)."""
 
 
 class Pair(NamedTuple):
@@ -61,9 +75,9 @@ def split_names(root: str) -> List[str]:
   """The split folders under DIR/images."""
   images_dir = os.path.join(root, 'images')
   if not os.path.isdir(images_dir):
-    raise FileNotFoundError(
-        f'Custom dataset: {images_dir} does not exist; expected '
-        'DIR/images/<split>/*.jpg|png and DIR/labels/<split>/*.png.')
+    raise MissingFolder(LAYOUT, images_dir,
+                        'does not exist; expected DIR/images/<split>/*.jpg|png and '
+                        'DIR/labels/<split>/*.png.')
   return sorted(d for d in os.listdir(images_dir)
                 if os.path.isdir(os.path.join(images_dir, d)))
 
@@ -75,9 +89,9 @@ def split_folder(root: str, split: str) -> str:
     return split
   if _SPLIT_ALIASES.get(split) in names:
     return _SPLIT_ALIASES[split]
-  raise FileNotFoundError(
-      f'Custom dataset: no split folder {os.path.join(root, "images", split)};'
-      f' the splits there are {names}.')
+  raise MissingFolder(MISSING_SPLIT, os.path.join(root, 'images', split),
+                      f'(the splits there are {names}).',
+                      what='no split folder')
 
 
 def _is_image_file(file_name: str) -> bool:
@@ -158,13 +172,17 @@ def read_class_names(root: str) -> Optional[Tuple[str, ...]]:
   path = os.path.join(root, CLASSES_FILE)
   if not os.path.isfile(path):
     return None
-  with open(path, encoding='utf-8') as f:
-    names = tuple(line.strip() for line in f if line.strip())
+  try:
+    with open(path, encoding='utf-8') as f:
+      names = tuple(line.strip() for line in f if line.strip())
+  except UnicodeDecodeError as error:
+    raise DataProblem(CLASSES_FILE_PROBLEM, path, f'is not UTF-8 text ({error}).') from error
   if not names:
-    raise ValueError(f'Custom dataset: {path} lists no class names.')
+    raise DataProblem(CLASSES_FILE_PROBLEM, path, 'lists no class names.')
   if len(names) > 255:
-    raise ValueError(f'Custom dataset: {path} lists {len(names)} classes; at '
-                     'most 255 fit uint8 labels next to the ignore label.')
+    raise DataProblem(CLASSES_FILE_PROBLEM, path,
+                      f'lists {len(names)} classes; at most 255 fit uint8 labels next to '
+                      'the ignore label.')
   return names
 
 
@@ -172,9 +190,9 @@ def _check_label_mode(path: str, mode: str) -> None:
   if mode not in _ID_LABEL_MODES:
     raise DataProblem(
         COLOUR_LABEL, path,
-        f'Custom dataset: label {path} is a {mode} image; labels must be '
-        'single-channel PNGs (mode L or P) whose pixel values are class ids, '
-        'not colours. Convert each colour to its class id first.')
+        f'is a {mode} image; labels must be single-channel PNGs (mode L or P) whose pixel '
+        'values are class ids, not colours. Convert each colour to its class id first.',
+        what='label')
 
 
 def check_pair_headers(pair: Pair) -> None:
@@ -185,22 +203,19 @@ def check_pair_headers(pair: Pair) -> None:
   try:
     image = image_files.read_header(pair.image_path)
   except image_files.UnreadableImageError as error:
-    raise DataProblem(CORRUPT_IMAGE, pair.image_path,
-                      f'Custom dataset: unreadable or corrupt image '
-                      f'{pair.image_path} ({error.reason}).') from error
+    raise DataProblem(CORRUPT_IMAGE, pair.image_path, f'({error.reason}).',
+                      what='unreadable or corrupt image') from error
   try:
     label = image_files.read_header(pair.label_path)
   except image_files.UnreadableImageError as error:
-    raise DataProblem(CORRUPT_LABEL, pair.label_path,
-                      f'Custom dataset: unreadable or corrupt label '
-                      f'{pair.label_path} ({error.reason}).') from error
+    raise DataProblem(CORRUPT_LABEL, pair.label_path, f'({error.reason}).',
+                      what='unreadable or corrupt label') from error
   _check_label_mode(pair.label_path, label.mode)
   if (image.width, image.height) != (label.width, label.height):
     raise DataProblem(
-        SIZE_MISMATCH, pair.label_path,
-        f'Custom dataset: image {pair.image_path} is {image.width}x'
-        f'{image.height} (WxH) but its label {pair.label_path} is '
-        f'{label.width}x{label.height}.')
+        SIZE_MISMATCH, pair.image_path,
+        f'is {image.width}x{image.height} (WxH) but its label {pair.label_path} is '
+        f'{label.width}x{label.height}.', what='image')
 
 
 def read_image(path: str) -> np.ndarray:
@@ -208,10 +223,8 @@ def read_image(path: str) -> np.ndarray:
   try:
     return image_files.read_rgb(path)
   except image_files.UnreadableImageError as error:
-    raise DataProblem(
-        CORRUPT_IMAGE, path,
-        f'Custom dataset: unreadable or corrupt image {path} ({error.reason}).'
-    ) from (error.__cause__ or error)
+    raise DataProblem(CORRUPT_IMAGE, path, f'({error.reason}).',
+                      what='unreadable or corrupt image') from (error.__cause__ or error)
 
 
 def read_label(path: str) -> np.ndarray:
@@ -219,16 +232,13 @@ def read_label(path: str) -> np.ndarray:
   try:
     label = image_files.read_stored_values(path)
   except image_files.UnreadableImageError as error:
-    raise DataProblem(
-        CORRUPT_LABEL, path,
-        f'Custom dataset: unreadable or corrupt label {path} ({error.reason}).'
-    ) from (error.__cause__ or error)
+    raise DataProblem(CORRUPT_LABEL, path, f'({error.reason}).',
+                      what='unreadable or corrupt label') from (error.__cause__ or error)
   _check_label_mode(path, label.mode)
   ids = label.pixels
   if ids.size and ids.max() > 255:
     raise DataProblem(LABEL_VALUES, path,
-                      f'Custom dataset: label {path} has values up to '
-                      f'{ids.max()}; class ids must fit in 0..255.')
+                      f'has values up to {ids.max()}; class ids must fit in 0..255.', what='label')
   return ids.astype(np.uint8)[..., np.newaxis]
 
 
@@ -239,9 +249,8 @@ def check_label_values(path: str, label: np.ndarray, num_classes: int,
   if bad.size:
     raise DataProblem(
         LABEL_VALUES, path,
-        f'Custom dataset: label {path} has values {bad.tolist()[:10]} >= '
-        f'num_classes={num_classes} that are not the ignore label '
-        f'{ignore_label}.')
+        f'has values {bad.tolist()[:10]} >= num_classes={num_classes} that are not the '
+        f'ignore label {ignore_label}.', what='label')
 
 
 def read_pair(pair: Pair, num_classes: int, ignore_label: int):
@@ -250,9 +259,9 @@ def read_pair(pair: Pair, num_classes: int, ignore_label: int):
   label = read_label(pair.label_path)
   if image.shape[:2] != label.shape[:2]:
     raise DataProblem(
-        SIZE_MISMATCH, pair.label_path,
-        f'Custom dataset: image {pair.image_path} is {image.shape[:2]} (HxW) '
-        f'but its label {pair.label_path} is {label.shape[:2]}.')
+        SIZE_MISMATCH, pair.image_path,
+        f'is {image.shape[:2]} (HxW) but its label {pair.label_path} is {label.shape[:2]}.',
+        what='image')
   check_label_values(pair.label_path, label, num_classes, ignore_label)
   return image, label
 
@@ -279,9 +288,19 @@ def infer_num_classes(root: str, split: str,
 
 @functools.lru_cache(maxsize=8)
 def _largest_class_id(labels, ignore_label: int) -> InferredClasses:
+  return classes_of_values(((path, np.unique(read_label(path))) for path, _, _ in labels),
+                           ignore_label)
+
+
+def classes_of_values(label_values: Iterable[Tuple[str, np.ndarray]],
+                      ignore_label: int) -> InferredClasses:
+  """The class count that (label path, values it holds) pairs imply: 1 + the largest id.
+
+  The one rule for a folder without classes.txt: training (`infer_num_classes`)
+  and the data check (from the values it has read) both count with it.
+  """
   largest, holders = 0, []
-  for path, _, _ in labels:
-    values = np.unique(read_label(path))
+  for path, values in label_values:
     values = values[values != ignore_label]
     if not values.size:
       continue
