@@ -73,7 +73,7 @@ def main(argv):
            batch_size=FLAGS.batch_size, crop_size=list(crop_size),
            output_stride=config.model.output_stride,
            decoder=config.model.decoder_output_stride is not None, output=FLAGS.output,
-           dtype=config.model.dtype),
+           dtype=config.model.dtype, **common.kernels_of(config)),
       seconds, FLAGS.batch_size, common.flops_of(compiled), compile_seconds,
       init_seconds=init_seconds, first_call_seconds=first_call_seconds)
   common.print_record(record)

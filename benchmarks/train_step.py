@@ -88,7 +88,7 @@ def main(argv):
            batch_size=config.global_batch_size, crop_size=list(crop_size),
            output_stride=config.model.output_stride,
            decoder=config.model.decoder_output_stride is not None,
-           dtype=config.model.dtype, final_loss=round(loss, 4)),
+           dtype=config.model.dtype, final_loss=round(loss, 4), **common.kernels_of(config)),
       # Cost analysis counts one device's program of the shard_map.
       seconds, config.global_batch_size, common.flops_of(compiled) * jax.device_count(),
       compile_seconds, init_seconds=init_seconds, first_call_seconds=first_step_seconds)

@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deeplab_jax import layers
 from deeplab_jax import predictor
 from deeplab_jax.model import create_model
 
@@ -116,14 +115,17 @@ def _write_tflite(config, variables, path: str):
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
   crop_h, crop_w = (int(c) for c in config.eval_crop_size)
+  # Plain convolutions: TFLite maps those to its own kernels but rejects the
+  # matmul form of a 1x1 conv (it fuses the reshapes into a rank-4 batch matmul).
+  config = config.copy_and_resolve_references()
+  config.model.depthwise_kernel = config.model.pointwise_kernel = 'conv'
   fn = canvas_labels_fn(config)
   # TFLite needs a static batch for the argmax, and static sizes throughout.
   tf_fn = jax2tf.convert(lambda images: {'labels': fn(variables, images)}, with_gradient=False,
                          native_serialization_platforms=('cpu',))
-  with layers.portable_kernels():
-    concrete = tf.function(
-        tf_fn, input_signature=[tf.TensorSpec([1, crop_h, crop_w, 3], tf.uint8, name=INPUT_NAME)],
-        autograph=False).get_concrete_function()
+  concrete = tf.function(
+      tf_fn, input_signature=[tf.TensorSpec([1, crop_h, crop_w, 3], tf.uint8, name=INPUT_NAME)],
+      autograph=False).get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   with open(path, 'wb') as f:

@@ -61,7 +61,7 @@ def test_logits_size_follows_the_crop_rule(name, output_stride):
 def test_backbone_features_of_a_513_crop():
   # Appendix B: X65 OS16 at 513 gives 33x33x2048 features, 129x129x256 low-level.
   config = zoo_config('voc_xception65')
-  backbone = deeplab_jax.backbones.create_backbone(config.model, dtype=jnp.float32)
+  backbone = deeplab_jax.backbones.create_backbone(config.model.backbone)
   images = jnp.zeros((1, 513, 513, 3))
   variables = jax.eval_shape(lambda: backbone.init(jax.random.key(0), images, False))
   features, low_level = jax.eval_shape(lambda v: backbone.apply(v, images, False), variables)
