@@ -105,6 +105,14 @@ def set_dtype(config, dtype: Optional[str]) -> None:
     config.model.dtype = dtype
 
 
+def set_kernels(config, depthwise: Optional[str], pointwise: Optional[str]) -> None:
+  """--depthwise_kernel / --pointwise_kernel → config.model (None keeps the config's)."""
+  if depthwise:
+    config.model.depthwise_kernel = depthwise
+  if pointwise:
+    config.model.pointwise_kernel = pointwise
+
+
 def kernels_of(config) -> Dict[str, str]:
   """{'depthwise', 'pointwise'}: how the config's model computes those convs here."""
   from deeplab_jax.model import create_model  # pylint: disable=g-import-not-at-top

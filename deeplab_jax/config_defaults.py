@@ -53,7 +53,7 @@ def get_config():
   # How depthwise and 1x1 convs are computed (same results up to rounding):
   # 'auto' takes the fastest measured for the backend, a sum of shifted slices
   # ('shifted') and 2-D matmuls ('matmul') on CPU, `lax.conv` ('conv')
-  # elsewhere. Set one to compare speeds (benchmarks/inference.py).
+  # elsewhere. Set one to compare speeds (benchmarks/inference.py --pointwise_kernel=conv).
   model.depthwise_kernel = 'auto'  # auto | shifted | conv
   model.pointwise_kernel = 'auto'  # auto | matmul | conv
 
