@@ -131,7 +131,7 @@ def test_bfloat16_compute_stays_close_to_float32():
 def test_argmax_classes_equals_jnp_argmax_with_ties_to_the_first():
   scores = jax.random.normal(jax.random.key(0), (2, 7, 9, 21))
   scores = scores.at[0, 0, 0, 5].set(9.0).at[0, 0, 0, 11].set(9.0)  # A tie.
-  labels = deeplab_jax.inference.argmax_classes(scores)
+  labels = deeplab_jax.scoring.argmax_classes(scores)
   assert labels.dtype == jnp.int32
   np.testing.assert_array_equal(labels, jnp.argmax(scores, axis=-1))
   assert labels[0, 0, 0] == 5

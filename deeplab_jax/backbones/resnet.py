@@ -106,7 +106,8 @@ class ResNetV1Beta(nn.Module):
       stride, rate = schedule.next(nominal_stride)
       scope = f'block{block + 1}'
       x, conv3 = unit_cls(4 * _BASE_DEPTHS[block], stride, rate * unit_rate, bn, self.dtype,
-                          self.kernels, name=f'{scope}/unit_{index_in_block}/bottleneck_v1')(x, train)
+                          self.kernels,
+                          name=f'{scope}/unit_{index_in_block}/bottleneck_v1')(x, train)
       if (scope, index_in_block) == LOW_LEVEL_UNIT:
         low_level = conv3
     return x, low_level

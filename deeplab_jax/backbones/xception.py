@@ -82,7 +82,8 @@ class XceptionModule(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     conv = functools.partial(ConvBN, bn=self.bn, kernel_init=_KERNEL_INIT, dtype=self.dtype,
-                             kernels=self.kernels, activation=nn.relu if self.activation_inside else None)
+                             kernels=self.kernels,
+                             activation=nn.relu if self.activation_inside else None)
     y = x
     conv2_output = None
     for i, depth in enumerate(self.depths):

@@ -93,7 +93,7 @@ class DensePredictionCell(nn.Module):
         else:
           rate = tuple(r * rate_multiplier for r in branch.rate)
           depthwise, pointwise = split_separable_conv(f'branch{i}', DEPTH, bn, rate, self.dtype,
-                                                    self.kernels)
+                                                      self.kernels)
           y = pointwise(depthwise(x, train_bn), train_bn)
       else:
         # Pooling windows come from the crop the cell was trained at.
