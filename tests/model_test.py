@@ -3,6 +3,8 @@
 Everything here uses `jax.eval_shape`, so nothing is compiled or run.
 """
 
+import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from flax import traverse_util
 
 import deeplab_jax
 from deeplab_jax import config_defaults as defaults
+from deeplab_jax.heads import dense_prediction_cell
 import config_files
 
 
@@ -109,6 +112,21 @@ def test_dense_prediction_cell_rejects_a_missing_file():
   config = zoo_config('cityscapes_xception71_dpc', dense_prediction_cell='/nonexistent/cell.json')
   with pytest.raises(FileNotFoundError, match='cell.json'):
     abstract_variables(config)
+
+
+def test_the_cell_file_is_read_once_when_the_model_is_created(tmp_path):
+  # The module is a pure function of its fields: tracing it reads no file.
+  shipped = dense_prediction_cell.load_cell_config('cityscapes')
+  cell = tmp_path / 'cell.json'
+  cell.write_text(json.dumps([dataclasses.asdict(b) for b in shipped]))
+  config = zoo_config('cityscapes_xception71_dpc', dense_prediction_cell=str(cell))
+  model = deeplab_jax.create_model(config)
+  assert model.dense_prediction_cell == shipped
+  hash(model)  # jit takes it as a static argument.
+  cell.unlink()
+  images = jnp.zeros((1, 65, 65, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
+  assert 'meta_architecture' in variables['params']
 
 
 def test_bfloat16_compute_stays_close_to_float32():
