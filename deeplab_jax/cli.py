@@ -204,7 +204,8 @@ def _main():
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; leave accelerators to JAX.
-  from deeplab_jax import checkpointing, evaluate, predict_folder, train  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from deeplab_jax import checkpointing, evaluate, predict_folder, train
   if mode == 'check_data':
     from deeplab_jax.data import check  # pylint: disable=g-import-not-at-top
     raise SystemExit(check.run_check_data(config))
