@@ -5,6 +5,7 @@ training steps): on a shared machine the minimum is the figure least disturbed
 by other processes; the median is reported beside it.
 """
 
+import dataclasses
 import json
 import os
 import resource
@@ -104,17 +105,28 @@ def set_dtype(config, dtype: Optional[str]) -> None:
     config.model.dtype = dtype
 
 
+def set_kernels(config, depthwise: Optional[str], pointwise: Optional[str]) -> None:
+  """--depthwise_kernel / --pointwise_kernel → config.model (None keeps the config's)."""
+  if depthwise:
+    config.model.depthwise_kernel = depthwise
+  if pointwise:
+    config.model.pointwise_kernel = pointwise
+
+
+def kernels_of(config) -> Dict[str, str]:
+  """{'depthwise', 'pointwise'}: how the config's model computes those convs here."""
+  from deeplab_jax.model import create_model  # pylint: disable=g-import-not-at-top
+  return dataclasses.asdict(create_model(config).kernels)
+
+
 def environment() -> Dict[str, Any]:
   """What the figures depend on besides the model."""
-  from deeplab_jax import layers  # pylint: disable=g-import-not-at-top
   return {
       'backend': jax.default_backend(),
       'devices': jax.device_count(),
       'cpu_count': os.cpu_count(),
       'load_average_1min': round(os.getloadavg()[0], 2),
       'jax': jax.__version__,
-      'depthwise': layers.depthwise_implementation(),
-      'pointwise': 'matmul' if layers.pointwise_as_matmul() else 'conv',
       'device_kind': jax.local_devices()[0].device_kind,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
   }

@@ -10,6 +10,7 @@ often the shape occurs. `training` times the gradient w.r.t. input and kernel.
 Every variant is first checked against the grouped `lax.conv`.
 """
 
+import functools
 import os
 import time
 
@@ -83,7 +84,8 @@ def stacked_einsum(x, kernel, stride, rate, padding):
 
 VARIANTS = {
     'grouped_conv': grouped_conv,
-    'shifted': layers.depthwise_conv,  # The project's choice on CPU.
+    # The project's choice on CPU.
+    'shifted': functools.partial(layers.depthwise_conv, implementation='shifted'),
     'shifted_autodiff': shifted_autodiff,
     'shifted_barrier': shifted_barrier,
     'phase_split': phase_split,

@@ -33,6 +33,10 @@ flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a
 flags.DEFINE_enum('output', 'labels', ['labels', 'logits'], 'What the timed function returns.')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   'Compute dtype (config.model.dtype); parameters stay float32.')
+flags.DEFINE_enum('depthwise_kernel', None, ['shifted', 'conv'],
+                  'config.model.depthwise_kernel (default: the fastest for the backend).')
+flags.DEFINE_enum('pointwise_kernel', None, ['matmul', 'conv'],
+                  'config.model.pointwise_kernel (default: the fastest for the backend).')
 flags.DEFINE_integer('repeats', 10, 'Timed calls (the minimum is reported).')
 flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
 
@@ -62,6 +66,7 @@ def main(argv):
   if FLAGS.decoder:
     config.model.decoder_output_stride = 4
   common.set_dtype(config, FLAGS.dtype)
+  common.set_kernels(config, FLAGS.depthwise_kernel, FLAGS.pointwise_kernel)
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.eval_crop_size)
   forward, variables, images, init_seconds = build(config, FLAGS.batch_size, crop_size,
                                                    FLAGS.output)
@@ -73,7 +78,7 @@ def main(argv):
            batch_size=FLAGS.batch_size, crop_size=list(crop_size),
            output_stride=config.model.output_stride,
            decoder=config.model.decoder_output_stride is not None, output=FLAGS.output,
-           dtype=config.model.dtype),
+           dtype=config.model.dtype, **common.kernels_of(config)),
       seconds, FLAGS.batch_size, common.flops_of(compiled), compile_seconds,
       init_seconds=init_seconds, first_call_seconds=first_call_seconds)
   common.print_record(record)

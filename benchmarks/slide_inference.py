@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from deeplab_jax import config_defaults
-from deeplab_jax import inference, predictor
+from deeplab_jax import canvas, predictor, scoring
 from export_test import natural_image, random_variables  # tests/ must be on PYTHONPATH.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,8 +42,8 @@ def main():
       model.predict(image)
       runs.append(time.perf_counter() - start)
     times[mode] = float(np.median(runs))
-  stride = predictor.slide_stride(config)
-  windows = [int(inference.num_windows(size, args.crop, s))
+  stride = canvas.slide_stride(config)
+  windows = [int(scoring.num_windows(size, args.crop, s))
              for size, s in zip((args.height, args.width), stride)]
   print(f'{args.height}x{args.width}, crop {args.crop}, stride {stride}: '
         f'{windows[0]}x{windows[1]} windows')

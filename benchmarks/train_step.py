@@ -33,6 +33,10 @@ flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a
                   'without one, e.g. MobileNetV2 to compare with other v3+ ports.')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   'Compute dtype (config.model.dtype); parameters stay float32.')
+flags.DEFINE_enum('depthwise_kernel', None, ['shifted', 'conv'],
+                  'config.model.depthwise_kernel (default: the fastest for the backend).')
+flags.DEFINE_enum('pointwise_kernel', None, ['matmul', 'conv'],
+                  'config.model.pointwise_kernel (default: the fastest for the backend).')
 flags.DEFINE_integer('repeats', 8, 'Steps per timed window; the best of 3 windows is reported.')
 flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
 
@@ -68,6 +72,7 @@ def main(argv):
   if FLAGS.batch_size is not None:
     config.global_batch_size = FLAGS.batch_size
   common.set_dtype(config, FLAGS.dtype)
+  common.set_kernels(config, FLAGS.depthwise_kernel, FLAGS.pointwise_kernel)
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.train_crop_size)
   config.train_crop_size = crop_size
   step, state, place, init_seconds = project_step(config)
@@ -88,7 +93,7 @@ def main(argv):
            batch_size=config.global_batch_size, crop_size=list(crop_size),
            output_stride=config.model.output_stride,
            decoder=config.model.decoder_output_stride is not None,
-           dtype=config.model.dtype, final_loss=round(loss, 4)),
+           dtype=config.model.dtype, final_loss=round(loss, 4), **common.kernels_of(config)),
       # Cost analysis counts one device's program of the shard_map.
       seconds, config.global_batch_size, common.flops_of(compiled) * jax.device_count(),
       compile_seconds, init_seconds=init_seconds, first_call_seconds=first_step_seconds)

@@ -204,7 +204,8 @@ def _main():
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; leave accelerators to JAX.
-  from deeplab_jax import checkpointing, evaluate, predict, train  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from deeplab_jax import checkpointing, evaluate, predict_folder, train
   if mode == 'check_data':
     from deeplab_jax.data import check  # pylint: disable=g-import-not-at-top
     raise SystemExit(check.run_check_data(config))
@@ -249,7 +250,7 @@ def _main():
              f'  TensorBoard:      tensorboard --logdir={os.path.join(workdir, "eval")}'])
   elif mode == 'predict':
     output = os.path.abspath(FLAGS.output or os.path.join(workdir, 'predictions'))
-    written = predict.predict_images(config, workdir, FLAGS.images, output,
+    written = predict_folder.predict_images(config, workdir, FLAGS.images, output,
                                      cityscapes_label_ids=FLAGS.cityscapes_label_ids)
     _report([f'Wrote {written.summary()} to {output} (checkpoint of step {written.step}).'])
   elif mode == 'convert':

@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 import ml_collections
 
+from deeplab_jax import layers
 from deeplab_jax.backbones import BACKBONES
 
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -123,6 +124,8 @@ def check_model(config: ml_collections.ConfigDict) -> None:
   _number_in(config, 'model.backbone_batch_norm_decay', 0.0, 1.0, high_open=True,
              allow_none=True)
   _choice(config, 'model.dtype', DTYPES)
+  _choice(config, 'model.depthwise_kernel', ('auto', *layers.DEPTHWISE_KERNELS))
+  _choice(config, 'model.pointwise_kernel', ('auto', *layers.POINTWISE_KERNELS))
   cell = _get(config, 'model.dense_prediction_cell')
   if cell is not None:
     from deeplab_jax.heads import dense_prediction_cell  # pylint: disable=g-import-not-at-top

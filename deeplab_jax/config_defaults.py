@@ -50,6 +50,12 @@ def get_config():
   model.backbone_batch_norm_decay = placeholder(float)
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on TPU); parameters stay float32.
   model.remat = False  # Rematerialise backbone blocks to save memory at large crops.
+  # How depthwise and 1x1 convs are computed (same results up to rounding):
+  # 'auto' takes the fastest measured for the backend, a sum of shifted slices
+  # ('shifted') and 2-D matmuls ('matmul') on CPU, `lax.conv` ('conv')
+  # elsewhere. Set one to compare speeds (benchmarks/inference.py --pointwise_kernel=conv).
+  model.depthwise_kernel = 'auto'  # auto | shifted | conv
+  model.pointwise_kernel = 'auto'  # auto | matmul | conv
 
   # --- Data ----------------------------------------------------------------
   config.dataset = dataset = ml_collections.ConfigDict()

@@ -26,11 +26,11 @@ from jax.sharding import Mesh, PartitionSpec as P
 import ml_collections
 import numpy as np
 
+from deeplab_jax import canvas
 from deeplab_jax import checkpointing
 from deeplab_jax import config_checks
-from deeplab_jax import inference
 from deeplab_jax import metrics
-from deeplab_jax import predictor
+from deeplab_jax import scoring
 from deeplab_jax import train
 from deeplab_jax.model import create_model
 
@@ -63,17 +63,17 @@ def create_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
   num_classes = config.model.num_classes
   ignore_label = int(config.dataset.ignore_label)
   crop = tuple(int(c) for c in config.eval_crop_size)
-  stride = predictor.slide_stride(config)
+  stride = canvas.slide_stride(config)
   pad_pixel = preprocessing.mean_pixel(config.model.backbone)
 
   def per_device(variables, batch):
     images = with_padding(batch['image'], batch['height'], batch['width'], pad_pixel)
     if _slides(config):
       image_hw = jnp.stack([batch['height'], batch['width']], -1).astype(jnp.int32)
-      predictions = inference.slide_predict(model, variables, images, image_hw, crop, stride,
-                                            scales, flip)
+      predictions = scoring.slide_predict(model, variables, images, image_hw, crop, stride,
+                                          scales, flip)
     else:
-      predictions = inference.predict_labels(model, variables, images, scales, flip)
+      predictions = scoring.predict_labels(model, variables, images, scales, flip)
     confusion = metrics.confusion_matrix(batch['label'].astype(jnp.int32), predictions,
                                          num_classes, ignore_label, mask=batch['mask'])
     return jax.lax.psum(confusion, train.DATA_AXIS), predictions
@@ -96,7 +96,7 @@ def slide_canvas_size(config, largest=None):
   what = f'{config.dataset.name} {config.dataset.eval_split}'
   config_checks.check_eval_crop_fits(config, largest, what)  # Names the fix if unbounded.
   bound = config_checks.resized_size_bound(config, largest)
-  return inference.slide_canvas_size(bound, config.eval_crop_size, predictor.slide_stride(config))
+  return canvas.slide_canvas_size(bound, config.eval_crop_size, canvas.slide_stride(config))
 
 
 def local_rows(array: jax.Array) -> np.ndarray:

@@ -36,12 +36,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deeplab_jax import layers
+from deeplab_jax import canvas
 from deeplab_jax import predictor
 from deeplab_jax.model import create_model
 
+EXPORT_FILE = 'deeplab.jax_export'
 SAVED_MODEL_DIR = 'saved_model'
 TFLITE_FILE = 'model.tflite'
+INFO_FILE = 'export_info.json'
 PLATFORMS = ('cpu', 'tpu', 'cuda')
 INPUT_NAME = 'images'
 FORMAT_VERSION = 1
@@ -116,14 +118,17 @@ def _write_tflite(config, variables, path: str):
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
   crop_h, crop_w = (int(c) for c in config.eval_crop_size)
+  # Plain convolutions: TFLite maps those to its own kernels but rejects the
+  # matmul form of a 1x1 conv (it fuses the reshapes into a rank-4 batch matmul).
+  config = config.copy_and_resolve_references()
+  config.model.depthwise_kernel = config.model.pointwise_kernel = 'conv'
   fn = canvas_labels_fn(config)
   # TFLite needs a static batch for the argmax, and static sizes throughout.
   tf_fn = jax2tf.convert(lambda images: {'labels': fn(variables, images)}, with_gradient=False,
                          native_serialization_platforms=('cpu',))
-  with layers.portable_kernels():
-    concrete = tf.function(
-        tf_fn, input_signature=[tf.TensorSpec([1, crop_h, crop_w, 3], tf.uint8, name=INPUT_NAME)],
-        autograph=False).get_concrete_function()
+  concrete = tf.function(
+      tf_fn, input_signature=[tf.TensorSpec([1, crop_h, crop_w, 3], tf.uint8, name=INPUT_NAME)],
+      autograph=False).get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   with open(path, 'wb') as f:
@@ -144,12 +149,12 @@ def _export_info(config, *, resize_long_side, with_probabilities, platforms, tfl
     outputs['probabilities'] = _tensor('float32', ['N', 'H', 'W', num_classes])
   serving_io = {'inputs': {INPUT_NAME: _tensor('uint8', ['N', 'H', 'W', 3])}, 'outputs': outputs}
   artifacts = {
-      'jax_export': {'file': predictor.EXPORT_FILE, 'platforms': list(platforms), **serving_io},
+      'jax_export': {'file': EXPORT_FILE, 'platforms': list(platforms), **serving_io},
       'saved_model': {'directory': SAVED_MODEL_DIR, 'signature': 'serving_default',
                       'platforms': list(platforms), **serving_io},
   }
   slide = config.get('eval_mode', 'whole') == 'slide'
-  stride = list(predictor.slide_stride(config))
+  stride = list(canvas.slide_stride(config))
   if tflite:
     fit = (f'fit the RGB image into {crop[0]}x{crop[1]} (shrink, keeping the aspect ratio, if '
            'it is larger), pad it at the bottom and right with 127 or 128 (the model maps '
@@ -173,7 +178,7 @@ def _export_info(config, *, resize_long_side, with_probabilities, platforms, tfl
       'num_classes': num_classes, 'class_names': class_names, 'colormap': colormap,
       'dataset': str(config.dataset.name),
       'crop_size': crop, 'resize_long_side': resize_long_side, 'pad_to_crop': True,
-      'mean_pixel': predictor.MEAN_PIXEL,
+      'mean_pixel': canvas.MEAN_PIXEL,
       'eval_scales': [float(s) for s in config.eval_scales], 'eval_flip': bool(config.eval_flip),
       'model': {'backbone': str(config.model.backbone),
                 'output_stride': int(config.model.output_stride),
@@ -220,9 +225,9 @@ def export_model(config: ml_collections.ConfigDict, variables, output_dir: str, 
       predictor.make_predict_fn(config, resize_long_side=resize_long_side,
                                 with_probabilities=with_probabilities), with_probabilities)
 
-  platforms = _write_jax_export(fn, variables, os.path.join(output_dir, predictor.EXPORT_FILE),
+  platforms = _write_jax_export(fn, variables, os.path.join(output_dir, EXPORT_FILE),
                                 platforms)
-  logging.info('Wrote %s for %s.', predictor.EXPORT_FILE, platforms)
+  logging.info('Wrote %s for %s.', EXPORT_FILE, platforms)
   _write_saved_model(fn, variables, os.path.join(output_dir, SAVED_MODEL_DIR), platforms)
   logging.info('Wrote %s/.', SAVED_MODEL_DIR)
   if tflite:
@@ -231,7 +236,7 @@ def export_model(config: ml_collections.ConfigDict, variables, output_dir: str, 
   info = _export_info(config, resize_long_side=resize_long_side,
                       with_probabilities=with_probabilities, platforms=platforms,
                       tflite=tflite, step=step)
-  with open(os.path.join(output_dir, predictor.INFO_FILE), 'w') as f:
+  with open(os.path.join(output_dir, INFO_FILE), 'w') as f:
     json.dump(info, f, indent=2)
   return info
 
@@ -246,3 +251,26 @@ def export_from_workdir(config: ml_collections.ConfigDict, workdir: str, output_
                output_dir)
   return export_model(config, variables, output_dir, resize_long_side=resize_long_side,
                       with_probabilities=with_probabilities, tflite=tflite, step=found_step)
+
+
+def read_export(path: str):
+  """(jitted call: uint8 images → {'labels'[, 'probabilities']}, whether it gives
+  probabilities, the export_info dict or {}) of an `EXPORT_FILE` or its directory."""
+  path = os.fspath(path)
+  file = os.path.join(path, EXPORT_FILE) if os.path.isdir(path) else path
+  if not os.path.isfile(file):
+    raise FileNotFoundError(f'No exported model at {file} (write one with --mode=export).')
+  with open(file, 'rb') as f:
+    try:
+      exported = jax_export.deserialize(bytearray(f.read()))
+    except Exception as error:  # pylint: disable=broad-except  (flatbuffer/MLIR errors vary)
+      raise ValueError(f'{file} is not a jax.export artifact: {error}') from error
+  output_names = jax.tree.unflatten(exported.out_tree, range(len(exported.out_avals)))
+  if not isinstance(output_names, dict) or 'labels' not in output_names:
+    raise ValueError(f'{file} was not written by deeplab_jax.export (outputs {output_names}).')
+  info_file = os.path.join(os.path.dirname(file), INFO_FILE)
+  info = {}
+  if os.path.isfile(info_file):
+    with open(info_file) as f:
+      info = json.load(f)
+  return jax.jit(exported.call), 'probabilities' in output_names, info

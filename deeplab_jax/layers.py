@@ -7,12 +7,10 @@ Flax variable path *is* the model-zoo variable name and importing a checkpoint
 is a rename-free copy.
 """
 
-import contextlib
 import dataclasses
 import functools
 import math
 import operator
-import os
 import zlib
 from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
@@ -165,54 +163,55 @@ def host_initial_variables(module: nn.Module, sample, seed: int, **kwargs):
   return jax.tree_util.tree_unflatten(treedef, values)
 
 
-_portable_kernels = False
+DEPTHWISE_KERNELS = ('shifted', 'conv')
+POINTWISE_KERNELS = ('matmul', 'conv')
 
 
-@contextlib.contextmanager
-def portable_kernels():
-  """Traces 1x1 and depthwise convs as plain `lax.conv`, whatever the backend.
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+  """How depthwise and 1x1 convs are computed: same function, different speed.
 
-  For graphs another runtime executes: TFLite maps those to its own kernels
-  but rejects the matmul form of a 1x1 conv (it fuses the reshapes into a
-  rank-4 batch matmul)."""
-  global _portable_kernels
-  previous, _portable_kernels = _portable_kernels, True
-  try:
-    yield
-  finally:
-    _portable_kernels = previous
-
-
-def _override(variable: str, options, default: str) -> str:
-  """The environment variable's value if set (one of `options`), else `default`."""
-  choice = os.environ.get(variable)
-  if not choice:
-    return default
-  if choice not in options:
-    raise ValueError(f'{variable}={choice!r}: expected {" or ".join(options)}.')
-  return choice
-
-
-def depthwise_implementation() -> str:
-  """'shifted' (a sum of strided slices) on CPU, 'conv' elsewhere.
-
-  XLA:CPU turns a grouped conv into a dense one with a block-diagonal kernel,
-  i.e. C times the work (0.2 GFLOP/s measured), while the shifted sum is one
-  fused loop. TPU/GPU have real depthwise kernels. DEEPLAB_DEPTHWISE overrides.
+  A module field (like `dtype`) so that jit's cache sees the choice. The
+  default, plain `lax.conv` for both, is what every backend and runtime runs
+  (TFLite rejects the matmul form of a 1x1 conv: it fuses the reshapes into a
+  rank-4 batch matmul); `create_model` picks the fastest for the backend.
   """
-  if _portable_kernels:
-    return 'conv'
-  return _override('DEEPLAB_DEPTHWISE', ('shifted', 'conv'),
-                   'shifted' if jax.default_backend() == 'cpu' else 'conv')
+  # 'shifted': a fused sum of strided slices (XLA:CPU turns a grouped conv into
+  # a dense one with a block-diagonal kernel, C times the work, 0.2 GFLOP/s
+  # measured); 'conv': a grouped `lax.conv` (TPU/GPU have real depthwise kernels).
+  depthwise: str = 'conv'
+  # 'matmul': a 2-D matmul (XLA:CPU's is 1.1-2.5x faster than its 1x1 conv,
+  # benchmarks/inference.py); 'conv': `lax.conv`.
+  pointwise: str = 'conv'
+
+  def __post_init__(self):
+    if self.depthwise not in DEPTHWISE_KERNELS:
+      raise ValueError(f'Kernels.depthwise={self.depthwise!r}: expected one of '
+                       f'{DEPTHWISE_KERNELS}.')
+    if self.pointwise not in POINTWISE_KERNELS:
+      raise ValueError(f'Kernels.pointwise={self.pointwise!r}: expected one of '
+                       f'{POINTWISE_KERNELS}.')
 
 
-def depthwise_conv(x, kernel, stride, rate, padding: Padding, accumulation_dtype=None):
+def fastest_kernels(backend: str) -> Kernels:
+  """The measured fastest choice: shifted depthwise and matmul 1x1 on CPU only."""
+  if backend == 'cpu':
+    return Kernels(depthwise='shifted', pointwise='matmul')
+  return Kernels(depthwise='conv', pointwise='conv')
+
+
+def depthwise_conv(x, kernel, stride, rate, padding: Padding, accumulation_dtype=None, *,
+                   implementation: str):
   """Depthwise conv of NHWC `x` with a TF-layout kernel [kh, kw, C, 1].
 
-  The result has `accumulation_dtype` (default: x's dtype)."""
+  The result has `accumulation_dtype` (default: x's dtype); `implementation`
+  is one of `DEPTHWISE_KERNELS` (see `Kernels`)."""
   kh, kw, channels, _ = kernel.shape
   accumulation_dtype = accumulation_dtype or x.dtype
-  if depthwise_implementation() == 'conv':
+  if implementation not in DEPTHWISE_KERNELS:
+    raise ValueError(f'depthwise implementation={implementation!r}: expected one of '
+                     f'{DEPTHWISE_KERNELS}.')
+  if implementation == 'conv':
     return lax.conv_general_dilated(
         x, kernel.reshape(kh, kw, 1, channels), stride, padding,
         rhs_dilation=rate, dimension_numbers=_DIMENSION_NUMBERS,
@@ -221,16 +220,6 @@ def depthwise_conv(x, kernel, stride, rate, padding: Padding, accumulation_dtype
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   x, kernel = _vary_alike(x, kernel)
   return _shifted_depthwise(x, kernel, _pair(stride), _pair(rate), padding)
-
-
-def pointwise_as_matmul() -> bool:
-  """Whether 1x1 convs run as 2-D matmuls: on CPU, where XLA's matmul is
-  1.1-2.5x faster than its 1x1 conv (benchmarks/inference.py).
-  DEEPLAB_POINTWISE (matmul or conv) overrides."""
-  if _portable_kernels:
-    return False
-  default = 'matmul' if jax.default_backend() == 'cpu' else 'conv'
-  return _override('DEEPLAB_POINTWISE', ('matmul', 'conv'), default) == 'matmul'
 
 
 def pointwise_matmul(x, kernel):
@@ -416,6 +405,7 @@ class ConvBN(nn.Module):
   activation: Optional[Callable] = nn.relu
   kernel_init: Callable = GLOROT_UNIFORM
   dtype: jnp.dtype = jnp.float32
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -432,8 +422,9 @@ class ConvBN(nn.Module):
     def convolve(w):
       x_, w_ = x.astype(self.dtype), w.astype(self.dtype)
       if self.depthwise:
-        return depthwise_conv(x_, w_, stride, rate, padding, jnp.float32)
-      if k == (1, 1) and pointwise_as_matmul():
+        return depthwise_conv(x_, w_, stride, rate, padding, jnp.float32,
+                              implementation=self.kernels.depthwise)
+      if k == (1, 1) and self.kernels.pointwise == 'matmul':
         return pointwise_matmul(x_[:, ::stride[0], ::stride[1]], w_[0, 0])
       # Accumulate in float32 whatever the compute dtype (bfloat16 sums drift).
       return lax.conv_general_dilated(x_, w_, stride, padding, rhs_dilation=rate,
@@ -509,17 +500,17 @@ def _put_collection(scope, collection: str, tree) -> None:
 
 
 def split_separable_conv(parent_name: str, features: int, bn: BatchNormSettings,
-                         rate: Rate = 1, dtype=jnp.float32):
+                         rate: Rate = 1, dtype=jnp.float32, kernels: Kernels = Kernels()):
   """The original's `split_separable_conv2d` as a (depthwise, pointwise) pair.
 
   Depthwise conv-BN-ReLU then 1x1 conv-BN-ReLU, in sibling scopes
   `<parent_name>_depthwise` and `<parent_name>_pointwise` of the calling module
   (used by ASPP, the decoder and the Dense Prediction Cell)."""
   depthwise = ConvBN(None, bn, kernel_size=3, rate=rate, depthwise=True,
-                     kernel_init=TruncatedNormal(0.33), dtype=dtype,
+                     kernel_init=TruncatedNormal(0.33), dtype=dtype, kernels=kernels,
                      name=f'{parent_name}_depthwise')
   pointwise = ConvBN(features, bn, kernel_init=TruncatedNormal(0.06),
-                     dtype=dtype, name=f'{parent_name}_pointwise')
+                     dtype=dtype, kernels=kernels, name=f'{parent_name}_pointwise')
   return depthwise, pointwise
 
 
@@ -528,6 +519,7 @@ class Conv2DWithBias(nn.Module):
   features: int
   kernel_size: int = 1
   kernel_init: Callable = TruncatedNormal(0.01)
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x):
@@ -535,7 +527,7 @@ class Conv2DWithBias(nn.Module):
     kernel = self.param('weights', self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     bias = self.param('biases', _constant('biases'), (self.features,), jnp.float32)
     x = x.astype(jnp.float32)
-    if k == 1 and pointwise_as_matmul():
+    if k == 1 and self.kernels.pointwise == 'matmul':
       return pointwise_matmul(x, kernel[0, 0]) + bias
     padding = resolve_padding('SAME', x.shape, (k, k), (1, 1), (1, 1))
     y = lax.conv_general_dilated(x, kernel, (1, 1), padding,

@@ -1,36 +1,10 @@
 """Prediction on images of any size, from variables, a workdir or an export.
 
-The model derives every internal size from the static shape of its input, as
-the original derives them from the crop, so it runs on a fixed *canvas*:
-
-1. The image keeps its size if it fits the crop (`config.eval_crop_size`),
-   and is otherwise shrunk (aspect ratio kept) until it fits. With
-   `resize_long_side=L` its long side becomes L instead (up or down), again
-   never beyond the crop. Resizing is TF1 bilinear with align_corners, like
-   the original's `resize_to_range`.
-2. It is padded at the bottom and right with the mean pixel 127.5 to the
-   canvas: the crop itself (`pad_to_crop=True`, what the original evaluation
-   and export do, so results equal the evaluation's), or the smallest
-   `output_stride·k + 1` size that holds it (`pad_to_crop=False`: faster on
-   small images; image pooling then averages over less padding, which moves
-   predictions slightly).
-3. `config.eval_scales` / `config.eval_flip` prediction runs on the canvas
-   (`inference.predict_labels` / `class_probabilities`).
-4. The labels (and probabilities) of the image's region are mapped back to
-   the input size with nearest-neighbour align-corners (an identity when the
-   image was not resized).
-
-With `config.eval_mode='slide'` no image is resized: windows of the crop size,
-`config.eval_slide_stride` apart, cover it at full resolution
-(`inference.slide_predict`), and the canvas only pads it (to a whole number of
-strides beyond the crop in the Predictor, by one crop in the export).
-
-The sizes in steps 1 and 4 are computed with jnp from the input's shape, so
-the same function also lowers with symbolic height and width (`export.py`).
+`make_predict_fn` composes the three steps of `canvas`: fit each image onto
+the model's fixed canvas, score it there (`scoring`), map the labels (and
+probabilities) back to the image; `Predictor` is the object users call.
 """
 
-import json
-import os
 from typing import Optional, Sequence, Tuple
 
 from absl import logging
@@ -39,104 +13,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deeplab_jax import inference
+from deeplab_jax import canvas
+from deeplab_jax import scoring
 from deeplab_jax.model import create_model
-
-# Maps to 0 after `model.normalize_images` ((2/255)·x − 1), which every
-# backbone the model builds uses.
-MEAN_PIXEL = 127.5
-EXPORT_FILE = 'deeplab.jax_export'
-INFO_FILE = 'export_info.json'
-
-
-# --- Sizes ---------------------------------------------------------------------
-
-def valid_size(size: int, stride: int) -> int:
-  """The smallest `stride·k + 1` not below `size` (every stride-2 step is exact)."""
-  return -(-(int(size) - 1) // stride) * stride + 1
-
-
-def fitted_size(image_hw, crop_hw: Sequence[int], resize_long_side: Optional[int] = None):
-  """int32 [2]: the (height, width) the image is resized to before padding.
-
-  `image_hw` may hold ints, traced or symbolic dimensions. Without
-  `resize_long_side` the size is kept when it fits the crop; otherwise the
-  scale is the largest that fits (or makes the long side `resize_long_side`),
-  and the side that decides it lands exactly on its target.
-  """
-  h, w = (jnp.asarray(d, jnp.float32) for d in image_hw)
-  crop_h, crop_w = (float(c) for c in crop_hw)
-  scale = jnp.minimum(crop_h / h, crop_w / w)
-  if resize_long_side is None:
-    scale = jnp.minimum(scale, 1.0)
-  else:
-    scale = jnp.minimum(scale, float(resize_long_side) / jnp.maximum(h, w))
-
-  def side(d, limit):
-    return jnp.clip(jnp.floor(d * scale + 0.5), 1.0, limit).astype(jnp.int32)
-  return jnp.stack([side(h, crop_h), side(w, crop_w)])
-
-
-def _align_corners_scale(in_size, out_size):
-  """TF1's float32 `(in − 1) / (out − 1)`, 0 for a single output."""
-  in_size = jnp.asarray(in_size, jnp.float32)
-  out_size = jnp.asarray(out_size, jnp.float32)
-  return jnp.where(out_size > 1, (in_size - 1) / jnp.maximum(out_size - 1, 1), 0.0)
-
-
-def _broadcast_along(v, axis: int, ndim: int):
-  shape = [1] * ndim
-  shape[axis] = -1
-  return v.reshape(shape)
-
-
-def _bilinear_into(x, axis: int, out_size, length: int):
-  """`length` entries along `axis`; the first `out_size` are the align-corners
-  bilinear resize of x to `out_size` (a traced int), the rest are filler."""
-  in_size = x.shape[axis]
-  src = jnp.arange(length, dtype=jnp.float32) * _align_corners_scale(in_size, out_size)
-  lower = jnp.minimum(jnp.floor(src).astype(jnp.int32), in_size - 1)
-  upper = jnp.minimum(lower + 1, in_size - 1)
-  frac = _broadcast_along(src - lower.astype(jnp.float32), axis, x.ndim)
-  low = jnp.take(x, lower, axis=axis, mode='clip')
-  high = jnp.take(x, upper, axis=axis, mode='clip')
-  return low + (high - low) * frac
-
-
-def place_on_canvas(images, fitted_hw, canvas_hw: Tuple[int, int]):
-  """float32 [N, *canvas_hw, 3]: images resized to `fitted_hw`, padded with 127.5."""
-  x = images.astype(jnp.float32)
-  x = _bilinear_into(x, 1, fitted_hw[0], canvas_hw[0])
-  x = _bilinear_into(x, 2, fitted_hw[1], canvas_hw[1])
-  rows = jnp.arange(canvas_hw[0])[None, :, None, None] < fitted_hw[0]
-  cols = jnp.arange(canvas_hw[1])[None, None, :, None] < fitted_hw[1]
-  return jnp.where(rows & cols, x, jnp.float32(MEAN_PIXEL))
-
-
-def back_to_image_size(maps, fitted_hw, image_hw):
-  """Nearest align-corners resize of the fitted region of `maps` [N, h, w, ...]
-  (labels or probabilities on the canvas) to `image_hw`."""
-  for axis, (fitted, size) in enumerate(zip(fitted_hw, image_hw), start=1):
-    src = jnp.floor(jnp.arange(size, dtype=jnp.float32) * _align_corners_scale(fitted, size)
-                    + 0.5).astype(jnp.int32)
-    maps = jnp.take(maps, jnp.minimum(src, fitted - 1), axis=axis, mode='clip')
-  return maps
 
 
 # --- The prediction function ---------------------------------------------------
-
-def fit_to_canvas(images, crop_hw: Sequence[int], *, resize_long_side: Optional[int] = None,
-                  pad_to_crop: bool = True, stride: int = 16):
-  """(float32 canvas images [N, h, w, 3], int32 fitted (height, width)) — steps 1–2."""
-  fitted = fitted_size(images.shape[1:3], crop_hw, resize_long_side)
-  if pad_to_crop:
-    canvas = tuple(int(c) for c in crop_hw)
-  else:  # Needs concrete sizes: only the exported function has symbolic ones.
-    with jax.ensure_compile_time_eval():
-      concrete = fitted_size(images.shape[1:3], crop_hw, resize_long_side)
-    canvas = tuple(valid_size(int(f), stride) for f in np.asarray(concrete))
-  return place_on_canvas(images, fitted, canvas), fitted
-
 
 def canvas_prediction(model, variables, canvas_images, scales: Sequence[float] = (1.0,),
                       flip: bool = False, with_probabilities: bool = False):
@@ -146,9 +28,9 @@ def canvas_prediction(model, variables, canvas_images, scales: Sequence[float] =
   the probabilities are the softmax of the upsampled logits).
   """
   if not with_probabilities:
-    return inference.predict_labels(model, variables, canvas_images, scales, flip)
-  probabilities = inference.class_probabilities(model, variables, canvas_images, scales, flip)
-  return inference.argmax_classes(probabilities), probabilities
+    return scoring.predict_labels(model, variables, canvas_images, scales, flip)
+  probabilities = scoring.class_probabilities(model, variables, canvas_images, scales, flip)
+  return scoring.argmax_classes(probabilities), probabilities
 
 
 class _Options:
@@ -166,18 +48,10 @@ class _Options:
     self.fit = dict(resize_long_side=resize_long_side, pad_to_crop=pad_to_crop,
                     stride=int(config.model.output_stride))
     self.slide = config.get('eval_mode', 'whole') == 'slide'
-    self.slide_stride = slide_stride(config)
+    self.slide_stride = canvas.slide_stride(config)
     if self.slide and resize_long_side is not None:
       raise ValueError(f'resize_long_side={resize_long_side} resizes images for '
                        "config.eval_mode='whole'; slide mode predicts at full size: drop one.")
-
-
-def slide_stride(config: ml_collections.ConfigDict) -> Tuple[int, int]:
-  """`config.eval_slide_stride`, or two thirds of the crop (mmseg's choice) when None."""
-  stride = config.get('eval_slide_stride')
-  if stride is None:
-    return tuple(max(1, (2 * int(c)) // 3) for c in config.eval_crop_size)
-  return tuple(int(s) for s in stride)
 
 
 def _check_images(images):
@@ -199,7 +73,7 @@ def make_predict_fn(config: ml_collections.ConfigDict, *, resize_long_side: Opti
     _check_images(images)
     if options.slide:
       return _slide_any_size(options, variables, images)
-    canvas_images, fitted = fit_to_canvas(images, options.crop, **options.fit)
+    canvas_images, fitted = canvas.fit_to_canvas(images, options.crop, **options.fit)
     outputs = canvas_prediction(options.model, variables, canvas_images, options.scales,
                                 options.flip, with_probabilities)
     return _map_back(outputs, fitted, images.shape[1:3])
@@ -212,26 +86,26 @@ def _slide_any_size(options, variables, images):
   right holds every window (windows never pass max(size, crop))."""
   height, width = images.shape[1:3]
   crop_h, crop_w = options.crop
-  canvas = jnp.pad(images.astype(jnp.float32), ((0, 0), (0, crop_h), (0, crop_w), (0, 0)),
-                   constant_values=MEAN_PIXEL)
+  padded = jnp.pad(images.astype(jnp.float32), ((0, 0), (0, crop_h), (0, crop_w), (0, 0)),
+                   constant_values=canvas.MEAN_PIXEL)
   image_hw = jnp.broadcast_to(jnp.stack([jnp.asarray(height, jnp.int32),
                                          jnp.asarray(width, jnp.int32)]), (images.shape[0], 2))
-  outputs = inference.slide_predict(options.model, variables, canvas, image_hw, options.crop,
-                                    options.slide_stride, options.scales, options.flip,
-                                    options.with_probabilities)
+  outputs = scoring.slide_predict(options.model, variables, padded, image_hw, options.crop,
+                                  options.slide_stride, options.scales, options.flip,
+                                  options.with_probabilities)
   return jax.tree.map(lambda m: m[:, :height, :width], outputs)
 
 
 def _map_back(outputs, fitted, image_hw):
-  return jax.tree.map(lambda m: back_to_image_size(m, fitted, image_hw), outputs)
+  return jax.tree.map(lambda m: canvas.back_to_image_size(m, fitted, image_hw), outputs)
 
 
 # Module-level, so Predictors of equal configs share compiled code.
-_fit_stage = jax.jit(fit_to_canvas,
+_fit_stage = jax.jit(canvas.fit_to_canvas,
                      static_argnames=('crop_hw', 'resize_long_side', 'pad_to_crop', 'stride'))
 _predict_stage = jax.jit(canvas_prediction, static_argnums=(0, 3, 4, 5))
 _back_stage = jax.jit(_map_back, static_argnums=2)
-_slide_stage = jax.jit(inference.slide_predict, static_argnums=(0, 4, 5, 6, 7, 8))
+_slide_stage = jax.jit(scoring.slide_predict, static_argnums=(0, 4, 5, 6, 7, 8))
 
 
 def make_staged_predict_fn(config: ml_collections.ConfigDict, variables, *,
@@ -248,12 +122,12 @@ def make_staged_predict_fn(config: ml_collections.ConfigDict, variables, *,
     _check_images(images)
     if options.slide:  # Compiles once per canvas, a whole number of strides beyond the crop.
       height, width = images.shape[1:3]
-      canvas_h, canvas_w = inference.slide_canvas_size((height, width), options.crop,
-                                                       options.slide_stride)
-      canvas = np.full((images.shape[0], canvas_h, canvas_w, 3), MEAN_PIXEL, np.float32)
-      canvas[:, :height, :width] = images
+      canvas_h, canvas_w = canvas.slide_canvas_size((height, width), options.crop,
+                                                    options.slide_stride)
+      padded = np.full((images.shape[0], canvas_h, canvas_w, 3), canvas.MEAN_PIXEL, np.float32)
+      padded[:, :height, :width] = images
       image_hw = np.tile(np.asarray([[height, width]], np.int32), (images.shape[0], 1))
-      outputs = _slide_stage(options.model, variables, canvas, image_hw, options.crop,
+      outputs = _slide_stage(options.model, variables, padded, image_hw, options.crop,
                              options.slide_stride, options.scales, options.flip,
                              with_probabilities)
       return jax.tree.map(lambda m: m[:, :height, :width], outputs)
@@ -401,7 +275,8 @@ class Predictor:
                 resize_long_side=resize_long_side, pad_to_crop=pad_to_crop,
                 eval_scales=[float(s) for s in config.eval_scales],
                 eval_flip=bool(config.eval_flip), colormap=colormap, class_names=class_names,
-                eval_mode=config.get('eval_mode', 'whole'), slide_stride=list(slide_stride(config)))
+                eval_mode=config.get('eval_mode', 'whole'),
+                slide_stride=list(canvas.slide_stride(config)))
     return cls(labels_fn, probabilities_fn, info=info)
 
   @classmethod
@@ -422,30 +297,14 @@ class Predictor:
     Needs neither the config nor the model code; reads `export_info.json`
     beside the file when it is there.
     """
-    path = os.fspath(path)
-    file = os.path.join(path, EXPORT_FILE) if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-      raise FileNotFoundError(f'No exported model at {file} (write one with --mode=export).')
-    with open(file, 'rb') as f:
-      try:
-        exported = jax.export.deserialize(bytearray(f.read()))
-      except Exception as error:  # pylint: disable=broad-except  (flatbuffer/MLIR errors vary)
-        raise ValueError(f'{file} is not a jax.export artifact: {error}') from error
-    output_names = jax.tree.unflatten(exported.out_tree, range(len(exported.out_avals)))
-    if not isinstance(output_names, dict) or 'labels' not in output_names:
-      raise ValueError(f'{file} was not written by deeplab_jax.export (outputs {output_names}).')
-    info_file = os.path.join(os.path.dirname(file), INFO_FILE)
-    info = {}
-    if os.path.isfile(info_file):
-      with open(info_file) as f:
-        info = json.load(f)
-    call = jax.jit(exported.call)
+    from deeplab_jax import export  # pylint: disable=g-import-not-at-top  (export imports this)
+    call, with_probabilities, info = export.read_export(path)
 
     def probabilities_fn(images):
       outputs = call(images)
       return outputs['labels'], outputs['probabilities']
     return cls(lambda images: call(images)['labels'],
-               probabilities_fn if 'probabilities' in output_names else None, info=info)
+               probabilities_fn if with_probabilities else None, info=info)
 
   # --- Prediction ---
   def predict(self, image) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 `jax.image.resize` uses half-pixel centres and antialiasing, which moves every
 logit of a ported model; these gather-based versions reproduce TF1 instead.
-All sizes are static Python ints, so the gather indices are constants.
+All sizes are static Python ints, so the gather indices are constants, except
+in the last section: sizes known only when traced.
 """
 
 import functools
@@ -34,7 +35,7 @@ def _interpolation(in_size: int, out_size: int):
   return lower, upper, (src - lower).astype(np.float32)
 
 
-def _shaped(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+def _shaped(values, axis: int, ndim: int):
   shape = [1] * ndim
   shape[axis] = -1
   return values.reshape(shape)
@@ -103,3 +104,37 @@ def resize_nearest(x: jnp.ndarray, size) -> jnp.ndarray:
   out_h, out_w = size
   x = jnp.take(x, nearest_indices(x.shape[1], int(out_h)), axis=1)
   return jnp.take(x, nearest_indices(x.shape[2], int(out_w)), axis=2)
+
+
+# --- Sizes known only when traced ------------------------------------------------
+# Prediction resizes images of any size, whose sizes may be traced or symbolic
+# (`export.py`), so these compute the same TF1 align-corners grid with jnp.
+
+def _traced_align_corners_scale(in_size, out_size):
+  """TF1's float32 `(in − 1) / (out − 1)`, 0 for a single output."""
+  in_size = jnp.asarray(in_size, jnp.float32)
+  out_size = jnp.asarray(out_size, jnp.float32)
+  return jnp.where(out_size > 1, (in_size - 1) / jnp.maximum(out_size - 1, 1), 0.0)
+
+
+def resize_bilinear_into(x, axis: int, out_size, length: int):
+  """`length` entries along `axis`; the first `out_size` are the align-corners
+  bilinear resize of x to `out_size` (a traced int), the rest are filler."""
+  in_size = x.shape[axis]
+  src = jnp.arange(length, dtype=jnp.float32) * _traced_align_corners_scale(in_size, out_size)
+  lower = jnp.minimum(jnp.floor(src).astype(jnp.int32), in_size - 1)
+  upper = jnp.minimum(lower + 1, in_size - 1)
+  frac = _shaped(src - lower.astype(jnp.float32), axis, x.ndim)
+  low = jnp.take(x, lower, axis=axis, mode='clip')
+  high = jnp.take(x, upper, axis=axis, mode='clip')
+  return low + (high - low) * frac
+
+
+def resize_nearest_region(x, region_hw, size):
+  """Nearest align-corners resize of the top-left `region_hw` (traced ints) of
+  `x` [N, h, w, ...] to the static `size` (h, w)."""
+  for axis, (region, out_size) in enumerate(zip(region_hw, size), start=1):
+    src = jnp.floor(jnp.arange(out_size, dtype=jnp.float32)
+                    * _traced_align_corners_scale(region, out_size) + 0.5).astype(jnp.int32)
+    x = jnp.take(x, jnp.minimum(src, region - 1), axis=axis, mode='clip')
+  return x

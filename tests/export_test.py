@@ -3,7 +3,7 @@
 One MobileNetV2 model (the `voc_mnv2.py:tiny` config, crop 129) with random
 weights is exported once per session (jax.export, SavedModel, TFLite), and
 every artifact is compared with a reference built here from the project's
-static TF-exact resizes and `inference` on a hand-padded canvas.
+static TF-exact resizes and `scoring` on a hand-padded canvas.
 """
 
 import json

@@ -5,6 +5,7 @@ definition), values and gradients, for the strides, rates, paddings and odd
 or even sizes DeepLab uses; folding BN into a kernel must equal applying BN.
 """
 
+import functools
 import itertools
 
 import flax.linen as nn
@@ -16,7 +17,7 @@ import pytest
 
 from deeplab_jax import layers
 
-IMPLEMENTATIONS = ('shifted', 'conv')
+IMPLEMENTATIONS = layers.DEPTHWISE_KERNELS
 
 
 def grouped_conv(x, kernel, stride, rate, padding):
@@ -49,13 +50,12 @@ CASES = [
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 @pytest.mark.parametrize('size, stride, rate, mode', CASES)
-def test_depthwise_equals_grouped_conv(monkeypatch, implementation, size, stride, rate, mode):
-  monkeypatch.setenv('DEEPLAB_DEPTHWISE', implementation)
+def test_depthwise_equals_grouped_conv(implementation, size, stride, rate, mode):
   x, kernel = random_inputs(size)
   stride, rate = layers._pair(stride), layers._pair(rate)
   padding = layers.resolve_padding(mode, x.shape, (3, 3), stride, rate)
   expected = grouped_conv(x, kernel, stride, rate, padding)
-  actual = layers.depthwise_conv(x, kernel, stride, rate, padding)
+  actual = layers.depthwise_conv(x, kernel, stride, rate, padding, implementation=implementation)
   assert actual.shape == expected.shape
   np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 
@@ -69,7 +69,6 @@ def test_depthwise_equals_grouped_conv(monkeypatch, implementation, size, stride
     *[(*case, terms) for case in CASES[::4] for terms in (1, 6)]])
 def test_shifted_depthwise_gradients_equal_grouped_conv(monkeypatch, size, stride, rate, mode,
                                                         terms_per_step):
-  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
   monkeypatch.setattr(layers, '_TERMS_PER_STEP', terms_per_step)
   x, kernel = random_inputs(size, seed=1)
   stride, rate = layers._pair(stride), layers._pair(rate)
@@ -81,34 +80,38 @@ def test_shifted_depthwise_gradients_equal_grouped_conv(monkeypatch, size, strid
     return lambda x, k: jnp.sum(conv(x, k, stride, rate, padding) * weights)
 
   expected = jax.grad(loss(grouped_conv), argnums=(0, 1))(x, kernel)
-  actual = jax.grad(loss(layers.depthwise_conv), argnums=(0, 1))(x, kernel)
+  shifted = functools.partial(layers.depthwise_conv, implementation='shifted')
+  actual = jax.grad(loss(shifted), argnums=(0, 1))(x, kernel)
   for got, want, what in zip(actual, expected, ('input', 'kernel')):
     assert got.shape == want.shape, what
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=what)
 
 
-def test_shifted_depthwise_under_jit_and_vmap(monkeypatch):
-  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
+def test_shifted_depthwise_under_jit_and_vmap():
   x, kernel = random_inputs((10, 10))
   padding = layers.resolve_padding('SAME', x.shape, (3, 3), (2, 2), (1, 1))
   expected = grouped_conv(x, kernel, (2, 2), (1, 1), padding)
-  jitted = jax.jit(lambda x, k: layers.depthwise_conv(x, k, (2, 2), (1, 1), padding))
+  jitted = jax.jit(lambda x, k: layers.depthwise_conv(x, k, (2, 2), (1, 1), padding,
+                                                     implementation='shifted'))
   np.testing.assert_allclose(jitted(x, kernel), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_depthwise_keeps_the_accumulation_dtype(monkeypatch):
-  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
+def test_depthwise_keeps_the_accumulation_dtype():
   x, kernel = random_inputs((8, 8))
   padding = layers.resolve_padding('SAME', x.shape, (3, 3), (1, 1), (1, 1))
   y = layers.depthwise_conv(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), (1, 1),
-                            (1, 1), padding, jnp.float32)
+                            (1, 1), padding, jnp.float32, implementation='shifted')
   assert y.dtype == jnp.float32
 
 
-def test_unknown_depthwise_implementation_is_named(monkeypatch):
-  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'winograd')
-  with pytest.raises(ValueError, match='DEEPLAB_DEPTHWISE=.winograd.'):
-    layers.depthwise_implementation()
+def test_unknown_kernel_choice_is_named():
+  with pytest.raises(ValueError, match='Kernels.depthwise=.winograd.'):
+    layers.Kernels(depthwise='winograd')
+  with pytest.raises(ValueError, match='Kernels.pointwise=.gemm.'):
+    layers.Kernels(pointwise='gemm')
+  x, kernel = random_inputs((5, 5))
+  with pytest.raises(ValueError, match='implementation=.winograd.'):
+    layers.depthwise_conv(x, kernel, (1, 1), (1, 1), ((1, 1), (1, 1)), implementation='winograd')
 
 
 def randomised_batch_norm(variables, seed=3):
@@ -131,12 +134,11 @@ def randomised_batch_norm(variables, seed=3):
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 @pytest.mark.parametrize('depthwise, stride, rate', [
     (True, 1, 1), (True, 2, 1), (True, 1, 2), (False, 1, 1), (False, 2, 1), (False, 1, 2)])
-def test_folded_batch_norm_equals_batch_norm(monkeypatch, implementation, depthwise, stride,
-                                             rate):
-  monkeypatch.setenv('DEEPLAB_DEPTHWISE', implementation)
+def test_folded_batch_norm_equals_batch_norm(implementation, depthwise, stride, rate):
   settings = layers.BatchNormSettings(decay=0.997, epsilon=1e-3)
   module = layers.ConvBN(None if depthwise else 7, settings, kernel_size=3, stride=stride,
-                         rate=rate, depthwise=depthwise, activation=nn.relu6)
+                         rate=rate, depthwise=depthwise, activation=nn.relu6,
+                         kernels=layers.Kernels(depthwise=implementation))
   x = 3.0 * jax.random.normal(jax.random.key(4), (2, 11, 11, 6))
   variables = randomised_batch_norm(module.init(jax.random.key(5), x))
   folded = module.apply(variables, x, train=False)
@@ -159,16 +161,15 @@ def test_folded_batch_norm_equals_batch_norm(monkeypatch, implementation, depthw
   np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_shifted_depthwise_gradient_of_a_replicated_kernel_under_shard_map(monkeypatch):
+def test_shifted_depthwise_gradient_of_a_replicated_kernel_under_shard_map():
   # The train step differentiates a replicated kernel applied to a per-device batch.
-  monkeypatch.setenv('DEEPLAB_DEPTHWISE', 'shifted')
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ('data',))
   P = jax.sharding.PartitionSpec
   x, kernel = random_inputs((9, 9))
   padding = layers.resolve_padding('SAME', x.shape, (3, 3), (1, 1), (2, 2))
 
   def loss(kernel, x):
-    y = layers.depthwise_conv(x, kernel, (1, 1), (2, 2), padding)
+    y = layers.depthwise_conv(x, kernel, (1, 1), (2, 2), padding, implementation='shifted')
     return lax.psum(jnp.sum(y * y), 'data')
 
   sharded = jax.jit(jax.shard_map(jax.grad(loss), mesh=mesh, in_specs=(P(), P('data')),
@@ -178,16 +179,16 @@ def test_shifted_depthwise_gradient_of_a_replicated_kernel_under_shard_map(monke
 
 
 @pytest.mark.parametrize('stride', [1, 2])
-def test_pointwise_matmul_equals_the_1x1_conv_with_gradients(monkeypatch, stride):
+def test_pointwise_matmul_equals_the_1x1_conv_with_gradients(stride):
   module = layers.ConvBN(7, layers.BatchNormSettings(decay=0.9, epsilon=1e-3), stride=stride,
                          activation=nn.relu6)
   x = jax.random.normal(jax.random.key(6), (2, 9, 11, 5))
   variables = randomised_batch_norm(module.init(jax.random.key(7), x))
 
   def run(choice):
-    monkeypatch.setenv('DEEPLAB_POINTWISE', choice)
-    inference = module.apply(variables, x, train=False)
-    loss = lambda p: jnp.sum(module.apply({**variables, 'params': p}, x, train=True,
+    chosen = module.clone(kernels=layers.Kernels(pointwise=choice))
+    inference = chosen.apply(variables, x, train=False)
+    loss = lambda p: jnp.sum(chosen.apply({**variables, 'params': p}, x, train=True,
                                           mutable=['batch_stats'])[0] ** 2)
     return inference, jax.grad(loss)(variables['params'])
 
@@ -198,23 +199,39 @@ def test_pointwise_matmul_equals_the_1x1_conv_with_gradients(monkeypatch, stride
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_portable_kernels_trace_plain_convolutions(monkeypatch):
+def test_default_kernels_trace_plain_convolutions():
   # What export relies on: TFLite rejects the matmul form of a 1x1 conv.
-  monkeypatch.delenv('DEEPLAB_POINTWISE', raising=False)
-  monkeypatch.delenv('DEEPLAB_DEPTHWISE', raising=False)
-  module = nn.Sequential([
-      layers.ConvBN(None, layers.BatchNormSettings(0.9, 1e-3), kernel_size=3, depthwise=True),
-      layers.ConvBN(4, layers.BatchNormSettings(0.9, 1e-3))])
-  x = jnp.ones((1, 5, 5, 3))
-  variables = module.init(jax.random.key(0), x)
-  primitives = lambda: {eqn.primitive.name for eqn in jax.make_jaxpr(
-      lambda v: module.apply(v, x))(variables).jaxpr.eqns}
-  with layers.portable_kernels():
-    portable = primitives()
-  assert layers.depthwise_implementation() == 'shifted'  # Restored (CPU).
-  assert layers.pointwise_as_matmul()
+  def primitives(kernels):
+    module = nn.Sequential([
+        layers.ConvBN(None, layers.BatchNormSettings(0.9, 1e-3), kernel_size=3, depthwise=True,
+                      kernels=kernels),
+        layers.ConvBN(4, layers.BatchNormSettings(0.9, 1e-3), kernels=kernels)])
+    x = jnp.ones((1, 5, 5, 3))
+    variables = module.init(jax.random.key(0), x)
+    return {eqn.primitive.name for eqn in jax.make_jaxpr(
+        lambda v: module.apply(v, x))(variables).jaxpr.eqns}
+
+  portable = primitives(layers.Kernels())
   assert 'dot_general' not in portable and 'conv_general_dilated' in portable
-  assert 'dot_general' in primitives()
+  fastest_on_cpu = primitives(layers.fastest_kernels('cpu'))
+  assert 'dot_general' in fastest_on_cpu and 'conv_general_dilated' not in fastest_on_cpu
+
+
+def test_create_model_resolves_the_kernel_choice_into_a_field():
+  from deeplab_jax import config_defaults as defaults  # pylint: disable=g-import-not-at-top
+  from deeplab_jax.model import create_model  # pylint: disable=g-import-not-at-top
+  config = defaults.get_config()
+  auto = create_model(config)
+  assert auto.kernels == layers.fastest_kernels(jax.default_backend())
+  config.model.depthwise_kernel = 'conv'
+  config.model.pointwise_kernel = 'conv'
+  plain = create_model(config)
+  assert plain.kernels == layers.Kernels()
+  # jit's cache of static arguments tells the two models apart.
+  assert auto.kernels != plain.kernels and auto != plain and hash(auto) != hash(plain)
+  config.model.pointwise_kernel = 'gemm'
+  with pytest.raises(ValueError, match=r"config\.model\.pointwise_kernel='gemm'"):
+    create_model(config)
 
 
 def test_host_initial_variables_match_the_flax_initialisers_in_shape_and_spread():

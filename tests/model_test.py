@@ -3,6 +3,8 @@
 Everything here uses `jax.eval_shape`, so nothing is compiled or run.
 """
 
+import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from flax import traverse_util
 
 import deeplab_jax
 from deeplab_jax import config_defaults as defaults
+from deeplab_jax.heads import dense_prediction_cell
 import config_files
 
 
@@ -61,7 +64,7 @@ def test_logits_size_follows_the_crop_rule(name, output_stride):
 def test_backbone_features_of_a_513_crop():
   # Appendix B: X65 OS16 at 513 gives 33x33x2048 features, 129x129x256 low-level.
   config = zoo_config('voc_xception65')
-  backbone = deeplab_jax.backbones.create_backbone(config.model, dtype=jnp.float32)
+  backbone = deeplab_jax.backbones.create_backbone(config.model.backbone)
   images = jnp.zeros((1, 513, 513, 3))
   variables = jax.eval_shape(lambda: backbone.init(jax.random.key(0), images, False))
   features, low_level = jax.eval_shape(lambda v: backbone.apply(v, images, False), variables)
@@ -111,6 +114,21 @@ def test_dense_prediction_cell_rejects_a_missing_file():
     abstract_variables(config)
 
 
+def test_the_cell_file_is_read_once_when_the_model_is_created(tmp_path):
+  # The module is a pure function of its fields: tracing it reads no file.
+  shipped = dense_prediction_cell.load_cell_config('cityscapes')
+  cell = tmp_path / 'cell.json'
+  cell.write_text(json.dumps([dataclasses.asdict(b) for b in shipped]))
+  config = zoo_config('cityscapes_xception71_dpc', dense_prediction_cell=str(cell))
+  model = deeplab_jax.create_model(config)
+  assert model.dense_prediction_cell == shipped
+  hash(model)  # jit takes it as a static argument.
+  cell.unlink()
+  images = jnp.zeros((1, 65, 65, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
+  assert 'meta_architecture' in variables['params']
+
+
 def test_bfloat16_compute_stays_close_to_float32():
   # Judged on a freshly initialised model: the golden fixtures' calibrated
   # random networks are chaotic (0.04% input noise moves their logits 20%).
@@ -131,7 +149,7 @@ def test_bfloat16_compute_stays_close_to_float32():
 def test_argmax_classes_equals_jnp_argmax_with_ties_to_the_first():
   scores = jax.random.normal(jax.random.key(0), (2, 7, 9, 21))
   scores = scores.at[0, 0, 0, 5].set(9.0).at[0, 0, 0, 11].set(9.0)  # A tie.
-  labels = deeplab_jax.inference.argmax_classes(scores)
+  labels = deeplab_jax.scoring.argmax_classes(scores)
   assert labels.dtype == jnp.int32
   np.testing.assert_array_equal(labels, jnp.argmax(scores, axis=-1))
   assert labels[0, 0, 0] == 5

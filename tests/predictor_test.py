@@ -1,7 +1,7 @@
 """Predictor: fitting any image into the canvas, predicting, mapping back.
 
-The size helpers are checked against the project's static TF-exact resizes;
-whole predictions against `inference` run on a canvas padded by hand.
+Whole predictions are checked against `scoring` run on a canvas padded by hand
+(the canvas steps alone: canvas_test.py).
 """
 
 import numpy as np
@@ -11,8 +11,8 @@ import pytest
 
 import config_files
 from deeplab_jax import checkpointing
-from deeplab_jax import inference
 from deeplab_jax import predictor
+from deeplab_jax import scoring
 from deeplab_jax.model import create_model
 from deeplab_jax.resize import resize_bilinear, resize_nearest
 from export_test import natural_image, random_variables, with_calibrated_logits
@@ -20,53 +20,6 @@ from export_test import natural_image, random_variables, with_calibrated_logits
 voc_mnv2 = config_files.module('voc_mnv2')
 
 CROP = 129
-
-
-# --- Size helpers ------------------------------------------------------------------
-
-@pytest.mark.parametrize('size, stride, expected', [
-    (1, 16, 1), (17, 16, 17), (18, 16, 33), (97, 16, 97), (120, 16, 129), (500, 8, 505)])
-def test_valid_size(size, stride, expected):
-  assert predictor.valid_size(size, stride) == expected
-
-
-@pytest.mark.parametrize('image_hw, long_side, expected', [
-    ((97, 120), None, (97, 120)),     # Fits: kept.
-    ((129, 129), None, (129, 129)),
-    ((97, 130), None, (96, 129)),     # Too wide by one: shrunk, width exactly the crop.
-    ((300, 200), None, (129, 86)),
-    ((1, 1000), None, (1, 129)),      # Never below one pixel.
-    ((60, 80), 120, (90, 120)),       # Long side made 120 (enlarged).
-    ((80, 60), 120, (120, 90)),
-    ((400, 300), 100, (100, 75)),
-    ((300, 200), 400, (129, 86)),     # Never beyond the crop.
-])
-def test_fitted_size(image_hw, long_side, expected):
-  fitted = predictor.fitted_size(image_hw, (CROP, CROP), long_side)
-  assert tuple(int(d) for d in fitted) == expected
-
-
-@pytest.mark.parametrize('image_hw, fitted, canvas', [
-    ((5, 7), (9, 13), (17, 17)),   # Enlarged.
-    ((9, 13), (5, 4), (9, 9)),     # Shrunk.
-    ((6, 6), (6, 6), (9, 8)),      # Padded only.
-    ((1, 4), (3, 1), (3, 2)),      # Single rows and columns.
-])
-def test_place_on_canvas_is_the_tf_resize_then_mean_padding(image_hw, fitted, canvas):
-  images = np.random.RandomState(0).randint(0, 256, (2, *image_hw, 3)).astype(np.uint8)
-  placed = predictor.place_on_canvas(jnp.asarray(images), jnp.asarray(fitted), canvas)
-  expected = np.full((2, *canvas, 3), 127.5, np.float32)
-  expected[:, :fitted[0], :fitted[1]] = resize_bilinear(jnp.asarray(images, jnp.float32), fitted)
-  np.testing.assert_allclose(np.asarray(placed), expected, rtol=0, atol=1e-4)
-
-
-@pytest.mark.parametrize('fitted, image_hw', [((5, 4), (9, 13)), ((9, 13), (4, 7)),
-                                              ((6, 6), (6, 6)), ((1, 3), (4, 1))])
-def test_back_to_image_size_is_the_tf_nearest_resize_of_the_fitted_region(fitted, image_hw):
-  canvas = np.random.RandomState(1).randint(0, 21, (2, 11, 14)).astype(np.int32)
-  mapped = predictor.back_to_image_size(jnp.asarray(canvas), jnp.asarray(fitted), image_hw)
-  expected = resize_nearest(jnp.asarray(canvas[:, :fitted[0], :fitted[1]]), image_hw)
-  np.testing.assert_array_equal(np.asarray(mapped), np.asarray(expected))
 
 
 # --- Whole predictions -------------------------------------------------------------
@@ -84,14 +37,14 @@ def tiny():
   return config, make_variables(config)
 
 
-def reference(config, variables, image, fitted, canvas):
+def reference(config, variables, image, fitted, canvas_hw):
   """(labels [H, W], top-2 probability margin [H, W]) from a hand-made canvas."""
   model = create_model(config)
   height, width = image.shape[:2]
   x = resize_bilinear(jnp.asarray(image, jnp.float32)[None], fitted)
-  x = jnp.pad(x, ((0, 0), (0, canvas[0] - fitted[0]), (0, canvas[1] - fitted[1]), (0, 0)),
+  x = jnp.pad(x, ((0, 0), (0, canvas_hw[0] - fitted[0]), (0, canvas_hw[1] - fitted[1]), (0, 0)),
               constant_values=127.5)
-  probabilities = jax.jit(inference.class_probabilities, static_argnums=(0, 3, 4))(
+  probabilities = jax.jit(scoring.class_probabilities, static_argnums=(0, 3, 4))(
       model, variables, x, tuple(config.eval_scales), bool(config.eval_flip))
   probabilities = resize_nearest(probabilities[:, :fitted[0], :fitted[1]], (height, width))[0]
   top2 = np.sort(np.asarray(probabilities), axis=-1)[..., -2:]

@@ -4,6 +4,8 @@ End-to-end parity with the original (`resnet50beta_voc_os16`) is in
 parity_test.py: that fixture has no backbone-level intermediates.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,10 @@ from deeplab_jax import config_defaults as defaults
 from deeplab_jax.backbones.resnet import ResNetV1Beta
 from xception_test import abstract_init, fixture_variables, flat_shapes, random_variables
 from xception_test import training_forward
+from deeplab_jax.layers import fastest_kernels
+
+# With the kernels create_model picks for this backend: the tests run what the model runs.
+ResNetV1Beta = functools.partial(ResNetV1Beta, kernels=fastest_kernels(jax.default_backend()))
 
 FIXTURE = 'resnet50beta_voc_os16'
 MULTI_GRID = (1, 2, 4)

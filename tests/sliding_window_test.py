@@ -16,12 +16,13 @@ import pytest
 import tensorflow as tf
 
 import config_files
+from deeplab_jax import canvas
 from deeplab_jax import config_checks
 from deeplab_jax import evaluate
 from deeplab_jax import export
-from deeplab_jax import inference
 from deeplab_jax import metrics
 from deeplab_jax import predictor
+from deeplab_jax import scoring
 from deeplab_jax import visualize
 from deeplab_jax.model import create_model
 from export_test import natural_image
@@ -66,7 +67,7 @@ def window_starts(size, crop, stride):
 def reference_scores(config, variables, image, scales=(1.0,), flip=False):
   """Averaged window scores [H, W, C], one window at a time."""
   model = create_model(config)
-  score = jax.jit(lambda x: inference.window_scores(model, variables, x, scales, flip))
+  score = jax.jit(lambda x: scoring.window_scores(model, variables, x, scales, flip))
   height, width = image.shape[:2]
   total, count = np.zeros((height, width, config.model.num_classes)), np.zeros((height, width, 1))
   for top in window_starts(height, CROP, STRIDE[0]):
@@ -89,7 +90,7 @@ def test_window_starts_cover_three_or_more_per_side():
   assert window_starts(150, CROP, 40) == [0, 40, 80, 85]
   assert window_starts(170, CROP, 44) == [0, 44, 88, 105]
   assert window_starts(50, CROP, 40) == [0]  # Smaller than the crop: one padded window.
-  assert inference.slide_canvas_size((150, 170), (CROP, CROP), STRIDE) == (145 + 40, 65 + 3 * 44)
+  assert canvas.slide_canvas_size((150, 170), (CROP, CROP), STRIDE) == (145 + 40, 65 + 3 * 44)
 
 
 def test_slide_equals_whole_on_images_that_fit_one_window(tiny):

@@ -141,7 +141,7 @@ def test_eight_devices_equal_one_device_on_the_same_global_batch(tmp_path, compi
     difference_norm += float(np.sum((update_eight - update_one) ** 2))
     moved += scale > 0
   # Measured under 0.1% on a Zen 4 host and 3% on an Intel Xeon (also 3% with
-  # DEEPLAB_POINTWISE=conv: these tiny random-init layers amplify rounding); a
+  # config.model.pointwise_kernel=conv: these tiny random-init layers amplify rounding); a
   # gradient-scaling error gives 100% or more.
   assert difference_norm ** 0.5 < 0.1 * update_norm ** 0.5, (difference_norm, update_norm)
   assert moved > 0.9 * len([n for n in initial if n.startswith("['params']")])

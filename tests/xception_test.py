@@ -1,5 +1,6 @@
 """Xception-41/65/71 backbones: checkpoint names, sizes, atrous rule, parity."""
 
+import functools
 import json
 import os
 
@@ -13,6 +14,10 @@ import deeplab_jax
 from deeplab_jax import config_defaults as defaults
 from conftest import fixtures_dir
 from deeplab_jax.backbones.xception import Xception
+from deeplab_jax.layers import fastest_kernels
+
+# With the kernels create_model picks for this backend: the tests run what the model runs.
+Xception = functools.partial(Xception, kernels=fastest_kernels(jax.default_backend()))
 
 FIXTURE = 'xception65_voc_os16'
 LOW_LEVEL_KEY = ('decoder_low_level/xception_65/entry_flow/block2/unit_1/xception_module/'

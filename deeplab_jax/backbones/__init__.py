@@ -4,31 +4,36 @@ The Flax module name is the scope the original uses, so checkpoint variable
 names match one-to-one.
 """
 
+from typing import Optional, Sequence
+
 import jax.numpy as jnp
 
 from deeplab_jax.backbones.mobilenet_v2 import MobileNetV2
 from deeplab_jax.backbones.resnet import ResNetV1Beta
 from deeplab_jax.backbones.xception import Xception
+from deeplab_jax.layers import Kernels
 
 BACKBONES = ('mobilenet_v2', 'xception_41', 'xception_65', 'xception_71',
              'resnet_v1_50_beta', 'resnet_v1_101_beta')
 
 
-def create_backbone(model_config, bn_axis_name=None, dtype=None):
-  """Builds the backbone module named by `model_config.backbone`."""
-  dtype = jnp.dtype(model_config.get('dtype', 'float32')) if dtype is None else dtype
-  name = model_config.backbone
-  common = dict(output_stride=model_config.output_stride, bn_axis_name=bn_axis_name,
-                dtype=dtype, remat=model_config.get('remat', False),
-                bn_decay=model_config.get('backbone_batch_norm_decay'))
-  multi_grid = tuple(model_config.multi_grid or (1, 1, 1))
+def create_backbone(name: str, *, output_stride: int = 16, depth_multiplier: float = 1.0,
+                    multi_grid: Sequence[int] = (1, 1, 1), bn_axis_name: Optional[str] = None,
+                    dtype=jnp.float32, remat: bool = False, bn_decay: Optional[float] = None,
+                    kernels: Kernels = Kernels()):
+  """The backbone module `name` (one of BACKBONES) under its original scope name.
+
+  `depth_multiplier` is MobileNetV2's, `multi_grid` the others' (the unit
+  rates of the last block); `bn_decay=None` keeps the backbone's own.
+  """
+  common = dict(output_stride=output_stride, bn_axis_name=bn_axis_name, dtype=dtype,
+                remat=remat, bn_decay=bn_decay, kernels=kernels)
   if name == 'mobilenet_v2':
-    return MobileNetV2(depth_multiplier=model_config.depth_multiplier, name='MobilenetV2',
-                       **common)
+    return MobileNetV2(depth_multiplier=depth_multiplier, name='MobilenetV2', **common)
   if name in ('xception_41', 'xception_65', 'xception_71'):
-    return Xception(variant=name, multi_grid=multi_grid, name=name, **common)
+    return Xception(variant=name, multi_grid=tuple(multi_grid), name=name, **common)
   if name in ('resnet_v1_50_beta', 'resnet_v1_101_beta'):
     # The beta variants use the plain ResNet scopes (resnet_v1_50/…).
-    return ResNetV1Beta(variant=name, multi_grid=multi_grid, name=name[:-len('_beta')],
+    return ResNetV1Beta(variant=name, multi_grid=tuple(multi_grid), name=name[:-len('_beta')],
                         **common)
   raise ValueError(f'config.model.backbone={name!r} is unknown; choose one of {BACKBONES}.')

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal
+from deeplab_jax.layers import BatchNormSettings, ConvBN, Kernels, TruncatedNormal
 
 # (expansion t, output channels c, repeats n, first stride s) of V2_DEF.
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -37,11 +37,12 @@ class ExpandedConv(nn.Module):
   rate: int
   bn: BatchNormSettings
   dtype: jnp.dtype = jnp.float32
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x, train: bool):
     conv = functools.partial(ConvBN, bn=self.bn, activation=nn.relu6, dtype=self.dtype,
-                             kernel_init=TruncatedNormal(0.09))
+                             kernels=self.kernels, kernel_init=TruncatedNormal(0.09))
     in_channels = x.shape[-1]
     # The first block expands by 1 with divisor 1; every other expansion
     # width is a multiple of 8, whatever the depth multiplier.
@@ -66,6 +67,7 @@ class MobileNetV2(nn.Module):
   dtype: jnp.dtype = jnp.float32
   remat: bool = False
   bn_decay: Optional[float] = None  # None: this backbone's own constant.
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -81,7 +83,7 @@ class MobileNetV2(nn.Module):
     stride, rate = schedule.next(2)
     x = ConvBN(depth(_STEM_CHANNELS), bn, kernel_size=3, stride=stride, rate=rate,
                activation=nn.relu6, kernel_init=TruncatedNormal(0.09),
-               dtype=self.dtype, name='Conv')(x, train)
+               dtype=self.dtype, kernels=self.kernels, name='Conv')(x, train)
     block_cls = nn.remat(ExpandedConv, static_argnums=(2,)) if self.remat else ExpandedConv
     low_level, layer = None, 1
     for expansion, channels, repeats, first_stride in _BLOCKS:
@@ -90,7 +92,7 @@ class MobileNetV2(nn.Module):
         index = layer - 1
         name = 'expanded_conv' if index == 0 else f'expanded_conv_{index}'
         x, depthwise_output = block_cls(depth(channels), expansion, stride, rate, bn,
-                                        self.dtype, name=name)(x, train)
+                                        self.dtype, kernels=self.kernels, name=name)(x, train)
         layer += 1
         if layer == _LOW_LEVEL_LAYER:
           low_level = depthwise_output

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import HE_NORMAL, BatchNormSettings, ConvBN
+from deeplab_jax.layers import HE_NORMAL, BatchNormSettings, ConvBN, Kernels
 
 _BN_DECAY = 0.95
 _BN_EPSILON = 1e-5
@@ -37,10 +37,12 @@ class Bottleneck(nn.Module):
   rate: int
   bn: BatchNormSettings
   dtype: jnp.dtype = jnp.float32
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(ConvBN, bn=self.bn, kernel_init=_KERNEL_INIT, dtype=self.dtype)
+    conv = functools.partial(ConvBN, bn=self.bn, kernel_init=_KERNEL_INIT, dtype=self.dtype,
+                             kernels=self.kernels)
     if x.shape[-1] == self.depth:
       # slim subsamples with a 1×1 max-pool of stride s: every s-th pixel.
       shortcut = x[:, ::self.stride, ::self.stride, :] if self.stride > 1 else x
@@ -67,6 +69,7 @@ class ResNetV1Beta(nn.Module):
   dtype: jnp.dtype = jnp.float32
   remat: bool = False
   bn_decay: Optional[float] = None  # None: this backbone's own constant.
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -79,7 +82,7 @@ class ResNetV1Beta(nn.Module):
     decay = _BN_DECAY if self.bn_decay is None else self.bn_decay
     bn = BatchNormSettings(decay, _BN_EPSILON, self.bn_axis_name)
     root = functools.partial(ConvBN, bn=bn, kernel_size=3, kernel_init=_KERNEL_INIT,
-                             dtype=self.dtype)
+                             dtype=self.dtype, kernels=self.kernels)
     x = root(64, stride=2, padding='FIXED', name='conv1_1')(x, train)
     x = root(64, name='conv1_2')(x, train)
     x = root(128, name='conv1_3')(x, train)
@@ -103,6 +106,7 @@ class ResNetV1Beta(nn.Module):
       stride, rate = schedule.next(nominal_stride)
       scope = f'block{block + 1}'
       x, conv3 = unit_cls(4 * _BASE_DEPTHS[block], stride, rate * unit_rate, bn, self.dtype,
+                          self.kernels,
                           name=f'{scope}/unit_{index_in_block}/bottleneck_v1')(x, train)
       if (scope, index_in_block) == LOW_LEVEL_UNIT:
         low_level = conv3

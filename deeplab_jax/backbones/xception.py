@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.backbones import atrous
-from deeplab_jax.layers import BatchNormSettings, ConvBN, TruncatedNormal, scan_units
+from deeplab_jax.layers import BatchNormSettings, ConvBN, Kernels, TruncatedNormal, scan_units
 
 _BN_DECAY = 0.9997
 _BN_EPSILON = 1e-3
@@ -77,10 +77,12 @@ class XceptionModule(nn.Module):
   activation_inside: bool
   bn: BatchNormSettings
   dtype: jnp.dtype = jnp.float32
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x, train: bool):
     conv = functools.partial(ConvBN, bn=self.bn, kernel_init=_KERNEL_INIT, dtype=self.dtype,
+                             kernels=self.kernels,
                              activation=nn.relu if self.activation_inside else None)
     y = x
     conv2_output = None
@@ -117,6 +119,7 @@ class Xception(nn.Module):
   dtype: jnp.dtype = jnp.float32
   remat: bool = False
   bn_decay: Optional[float] = None  # None: this backbone's own constant.
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -129,7 +132,7 @@ class Xception(nn.Module):
     decay = _BN_DECAY if self.bn_decay is None else self.bn_decay
     bn = BatchNormSettings(decay, _BN_EPSILON, self.bn_axis_name)
     root = functools.partial(ConvBN, bn=bn, kernel_size=3, kernel_init=_KERNEL_INIT,
-                             dtype=self.dtype)
+                             dtype=self.dtype, kernels=self.kernels)
     x = root(32, stride=2, padding='FIXED', name='entry_flow/conv1_1')(x, train)
     x = root(64, name='entry_flow/conv1_2')(x, train)
 
@@ -147,13 +150,14 @@ class Xception(nn.Module):
       if (train and spec.num_units > 1 and len(set(placements)) == 1
           and not self.is_initializing() and spec.scope != LOW_LEVEL_BLOCK[self.variant]):
         unit = XceptionModule(spec.depths, spec.skip, *placements[0], unit_rates,
-                              spec.activation_inside, bn, self.dtype, parent=None)
+                              spec.activation_inside, bn, self.dtype, self.kernels,
+                              parent=None)
         x = scan_units(self, unit, names, x, train, self.remat)
         continue
       for (stride, rate), name in zip(placements, names):
         x, conv2_output = module_cls(
             spec.depths, spec.skip, stride, rate, unit_rates, spec.activation_inside, bn,
-            self.dtype, name=name)(x, train)
+            self.dtype, self.kernels, name=name)(x, train)
         if spec.scope == LOW_LEVEL_BLOCK[self.variant]:
           low_level = conv2_output
     return x, low_level

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deeplab_jax.layers import BatchNormSettings, ConvBN, split_separable_conv
+from deeplab_jax.layers import BatchNormSettings, ConvBN, Kernels, split_separable_conv
 from deeplab_jax.resize import resize_bilinear, scale_dimension
 
 DEPTH = 256
@@ -32,13 +32,14 @@ class ASPP(nn.Module):
   add_image_level_feature: bool = True
   bn: BatchNormSettings = BatchNormSettings(decay=0.9997, epsilon=1e-5)
   dtype: jnp.dtype = jnp.float32
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, features, *, train_bn: bool, train: bool,
                pooling_window: Optional[Tuple[int, int]] = None,
                pooling_stride: Sequence[int] = (1, 1)):
     bn = self.bn
-    conv = functools.partial(ConvBN, bn=bn, dtype=self.dtype)
+    conv = functools.partial(ConvBN, bn=bn, dtype=self.dtype, kernels=self.kernels)
     size = features.shape[1:3]
     branches = []
     if self.add_image_level_feature:
@@ -52,7 +53,8 @@ class ASPP(nn.Module):
     branches.append(conv(DEPTH, name='aspp0')(features, train_bn))
     for i, rate in enumerate(self.atrous_rates, start=1):
       if self.separable:
-        depthwise, pointwise = split_separable_conv(f'aspp{i}', DEPTH, bn, rate, self.dtype)
+        depthwise, pointwise = split_separable_conv(f'aspp{i}', DEPTH, bn, rate, self.dtype,
+                                                    self.kernels)
         branches.append(pointwise(depthwise(features, train_bn), train_bn))
       else:
         branches.append(conv(DEPTH, kernel_size=3, rate=rate, name=f'aspp{i}')(features, train_bn))

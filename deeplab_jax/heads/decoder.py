@@ -6,7 +6,7 @@ from typing import Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deeplab_jax.layers import BatchNormSettings, ConvBN, split_separable_conv
+from deeplab_jax.layers import BatchNormSettings, ConvBN, Kernels, split_separable_conv
 from deeplab_jax.resize import resize_bilinear
 
 LOW_LEVEL_DEPTH = 48
@@ -18,17 +18,19 @@ class Decoder(nn.Module):
   separable: bool = True
   bn: BatchNormSettings = BatchNormSettings(decay=0.9997, epsilon=1e-5)
   dtype: jnp.dtype = jnp.float32
+  kernels: Kernels = Kernels()
 
   @nn.compact
   def __call__(self, features, low_level, size: Tuple[int, int], *, train_bn: bool):
     bn = self.bn
-    conv = functools.partial(ConvBN, bn=bn, dtype=self.dtype)
+    conv = functools.partial(ConvBN, bn=bn, dtype=self.dtype, kernels=self.kernels)
     low_level = conv(LOW_LEVEL_DEPTH, name='feature_projection0')(low_level, train_bn)
     y = jnp.concatenate([resize_bilinear(features, size).astype(self.dtype),
                          resize_bilinear(low_level, size).astype(self.dtype)], axis=-1)
     if self.separable:
       for i in range(2):
-        depthwise, pointwise = split_separable_conv(f'decoder_conv{i}', DEPTH, bn, 1, self.dtype)
+        depthwise, pointwise = split_separable_conv(f'decoder_conv{i}', DEPTH, bn, 1, self.dtype,
+                                                    self.kernels)
         y = pointwise(depthwise(y, train_bn), train_bn)
     else:
       for i in (1, 2):  # slim.repeat names its layers decoder_conv0_1, decoder_conv0_2.

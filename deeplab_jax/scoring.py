@@ -1,10 +1,11 @@
-"""Prediction: single scale, or multi-scale + left-right flip like the original.
+"""Class scores and labels of image batches on the canvas, traced inside jit.
 
-Single scale without flip takes the argmax of the logits upsampled to the
-input size (no softmax). Otherwise each (scale, flip) pass is upsampled to the
-input size, turned into softmax probabilities, and the probabilities are
-averaged. Unlike the original, a flip at a single scale is honoured rather
-than silently ignored.
+Whole images at one scale, or at several scales and left-right flipped like
+the original, or by sliding windows (below). Single scale without flip takes
+the argmax of the logits upsampled to the input size (no softmax). Otherwise
+each (scale, flip) pass is upsampled to the input size, turned into softmax
+probabilities, and the probabilities are averaged. Unlike the original, a flip
+at a single scale is honoured rather than silently ignored.
 """
 
 from typing import Sequence
@@ -70,15 +71,6 @@ def argmax_classes(scores):
 # Window positions come from each image's (height, width) as traced values, so
 # images of different sizes share one compiled loop on one padded canvas, and
 # the canvas may have symbolic sizes (`export.py`).
-
-
-def slide_canvas_size(image_hw, crop_hw, stride_hw):
-  """(h, w): the smallest `crop + k·stride` per side that holds `image_hw`.
-
-  Canvases of that form bound the number of compiled shapes: every image that
-  needs the same number of windows shares one."""
-  return tuple(c + -(-max(int(i) - c, 0) // s) * s
-               for i, c, s in zip(image_hw, crop_hw, stride_hw))
 
 
 def num_windows(size, crop: int, stride: int):

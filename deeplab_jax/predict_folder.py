@@ -5,7 +5,7 @@
 larger than the crop is first resized to fit it (aspect kept), and its labels
 are resized back to the original size with nearest neighbour; with
 `config.eval_mode='slide'` it is instead covered by windows of the crop at full
-resolution (`inference.slide_predict`). Outputs per input `<stem>`:
+resolution (`scoring.slide_predict`). Outputs per input `<stem>`:
 `<stem>.png` (class ids, palette PNG in the dataset's colormap; label ids as a
 grayscale PNG with `cityscapes_label_ids`, and then no overlays) and
 `overlays/<stem>.png`, plus `prediction_info.json` listing them.
