@@ -20,14 +20,17 @@ Check the folder before training: `--mode=check_data` lists every problem in
 it (unreadable images, colour labels, bad ids, size mismatches, missing
 labels, classes that never occur) with a fix for each.
 
-The model is MobileNetV2 with the decoder at output stride 4. The recipe
-below (Adam, narrow scale augmentation, batch-norm statistics recomputed
-before evaluations and checkpoints) is for short runs, from scratch or from a
-checkpoint (`--config.init_checkpoint=...`); the README gives both recipes
-with their measured mean IoU. For a long run with a large batch from a
-model-zoo checkpoint, the original's recipe is
-`--config.optimizer=momentum --config.learning_rate=0.007
---config.min_scale_factor=0.5 --config.max_scale_factor=2.0`.
+The model is MobileNetV2 with ASPP and the decoder at output stride 4. The
+recipe below (Adam, narrow scale augmentation, batch-norm statistics
+recomputed before evaluations and checkpoints) is for short runs, from
+scratch or from a checkpoint (`--config.init_checkpoint=...`); the README
+gives both recipes with their measured mean IoU. A MobileNetV2 model-zoo
+checkpoint has no atrous ASPP branches: fine-tune it with
+`--config.model.atrous_rates=()` (ImageNet backbone checkpoints need
+nothing). For a long run with a large batch from a model-zoo checkpoint, the
+original's recipe is `--config.optimizer=momentum
+--config.learning_rate=0.007 --config.min_scale_factor=0.5
+--config.max_scale_factor=2.0`.
 `--config=configs/custom.py:tiny` gives a small local variant for CPU.
 """
 
@@ -40,7 +43,11 @@ def get_config(arg=None):
   config = config_defaults.get_config()
   config.model.backbone = 'mobilenet_v2'
   config.model.output_stride = 16
-  config.model.atrous_rates = ()
+  # ASPP's three atrous branches (the original's Xception/ResNet head; its
+  # MobileNetV2 configs leave them out for speed): shapes told apart by form
+  # need their context. Measured: mean IoU 0.456 without, 0.588 with (seed 2,
+  # together with the learning rate below; README, "Your own data").
+  config.model.atrous_rates = (6, 12, 18)
   config.model.decoder_output_stride = 4
   # None: taken from the data at startup (see above).
   config.model.num_classes = ml_collections.FieldReference(None, field_type=int)
@@ -55,7 +62,10 @@ def get_config(arg=None):
   # of this kind reached mean IoU 0.25 with SGD at 0.01 and 0.76 with Adam at
   # 2e-3; Adam is the later original's other optimizer, and the quickstart's.
   config.optimizer = 'adam'
-  config.learning_rate = 0.002
+  # Chosen on the generated folder of seed 2: after 600 steps mean IoU 0.18
+  # at 1e-3, 0.22 at 2e-3, 0.24 at 5e-3; after 1,500 steps (with ASPP) 0.59 at
+  # 5e-3 and 0.32 at 1e-2.
+  config.learning_rate = 0.005
   # The original's scales 0.5-2.0 of small images in a 129 crop cut objects
   # into pieces or shrink them below the stride-16 features; the quickstart's
   # 0.75-1.25 keep them whole. For photos much larger than the crop, widen it.
