@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from deeplab_jax import checkpointing
-from deeplab_jax.checkpoint_import import CheckpointMismatchError
 from deeplab_jax import train
+from deeplab_jax.variables import CheckpointMismatchError
 
 
 def toy_state(seed=0, width=4, step=0):
@@ -100,7 +100,7 @@ def test_checkpoint_of_another_model_fails_naming_the_variables(tmp_path):
   with pytest.raises(CheckpointMismatchError) as error:
     checkpointing.CheckpointManager(str(tmp_path)).restore_latest(toy_state(width=6))
   message = str(error.value)
-  assert 'params/conv/weights: checkpoint shape (3, 4) vs model (3, 6)' in message
+  assert 'params/conv/weights: (3, 4) in the checkpoint, (3, 6) in the model' in message
   assert 'batch_stats/conv/BatchNorm/moving_mean' in message
 
 
