@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from deeplab_jax import checkpointing
+from deeplab_jax import parallel
 from deeplab_jax import train
 from deeplab_jax.variables import CheckpointMismatchError
 
@@ -26,7 +27,7 @@ def toy_state(seed=0, width=4, step=0):
   optimizer = optax.sgd(optax.constant_schedule(0.1), momentum=0.9)
   opt_state = optimizer.init(params)
   opt_state = jax.tree.map(lambda x: x + 0.5 if x.dtype == jnp.float32 else x + 3, opt_state)
-  mesh = train.make_mesh()
+  mesh = parallel.make_mesh()
   return jax.device_put(
       train.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
                        batch_stats=batch_stats, opt_state=opt_state),
