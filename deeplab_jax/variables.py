@@ -21,7 +21,7 @@ from deeplab_jax.model import create_model
 
 COLLECTIONS = ('params', 'batch_stats')
 # No variable's shape depends on the input size: a small input keeps building
-# the variables cheap (33 = 2·16 + 1, valid at every output stride).
+# the variables cheap (33 = 32 + 1 is a valid size at every output stride).
 _SAMPLE_SHAPE = (1, 33, 33, 3)
 _SHOWN_PER_SECTION = 40
 

@@ -88,7 +88,7 @@ import numpy as np, jax
 from deeplab_jax.heads import aspp
 aspp.DROPOUT_RATE = 0.0  # Dropout masks depend on the local batch shape.
 import train_test
-from deeplab_jax import train
+from deeplab_jax import parallel
 assert jax.device_count() == 8, jax.devices()
 config = train_test.tiny_config(global_batch_size=8)
 batch = train_test.random_batch(config)
