@@ -235,8 +235,8 @@ def output_facts(config, info: Optional[DatasetInfo] = None
     try:
       info = get_dataset_info(config.dataset)
     except Exception as error:  # pylint: disable=broad-except  (TFDS raises many types)
-      logging.info('No dataset info for %s (%s); classes are named by index.',
-                   config.dataset.name, error)
+      logging.info('No dataset info for %s (%s): no class names, the colormap '
+                   'by its name.', config.dataset.name, error)
   if info is not None:
     colormap, names = info.colormap, list(info.class_names)
   else:
