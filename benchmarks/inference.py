@@ -43,12 +43,12 @@ flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation c
 
 def build(config, batch_size: int, crop_size, output: str):
   """(jitted function of (variables, images), variables, images, init seconds)."""
-  from deeplab_jax import train  # pylint: disable=g-import-not-at-top
+  from deeplab_jax import parallel, train  # pylint: disable=g-import-not-at-top
   model = deeplab_jax.create_model(config)
   images = jnp.full((batch_size, *crop_size, 3), 127.5, jnp.float32)
   images = images + jax.random.uniform(jax.random.key(1), images.shape, maxval=100.0)
   variables, init_seconds = common.seconds_of(
-      lambda: jax.device_put(train.initial_variables(config, train.make_mesh()),
+      lambda: jax.device_put(train.initial_variables(config, parallel.make_mesh()),
                              jax.local_devices()[0]))
   if output == 'labels':
     forward = functools.partial(deeplab_jax.predict_labels, model)

@@ -32,13 +32,13 @@ TPUS = {'v4': (275e12, 1.2e12, 32 * 2**30), 'v5e': (197e12, 8.19e11, 16 * 2**30)
 
 def main(argv):
   del argv
-  from deeplab_jax import train  # pylint: disable=g-import-not-at-top
+  from deeplab_jax import parallel, train  # pylint: disable=g-import-not-at-top
   config = common.load_config(FLAGS.config)
   crop = common.crop_from_flag(FLAGS.crop_size, config.train_crop_size)
   config.global_batch_size = FLAGS.per_device_batch
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = parallel.make_mesh(jax.devices()[:1])
   state = train.create_train_state(config, train.initial_variables(config, mesh), mesh)
-  batch = train.global_batch({
+  batch = parallel.global_batch({
       'image': np.zeros((FLAGS.per_device_batch, *crop, 3), np.float32),
       'label': np.zeros((FLAGS.per_device_batch, *crop), np.int32)}, mesh)
   compiled = train.create_train_step(config, mesh).lower(state, batch).compile()

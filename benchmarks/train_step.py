@@ -52,13 +52,13 @@ def random_batch(config, batch_size: int, crop_size):
 
 def project_step(config):
   """(step, state, batch placement, state-init seconds) from `deeplab_jax.train`."""
-  from deeplab_jax import train  # pylint: disable=g-import-not-at-top
-  mesh = train.make_mesh()
-  train.check_batch_size(config.global_batch_size, mesh)
+  from deeplab_jax import parallel, train  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.global_batch_size, mesh)
   state, init_seconds = common.seconds_of(lambda: train.create_train_state(
       config, train.initial_variables(config, mesh), mesh))
   return (train.create_train_step(config, mesh), state,
-          lambda b: train.global_batch(b, mesh), init_seconds)
+          lambda b: parallel.global_batch(b, mesh), init_seconds)
 
 
 def main(argv):

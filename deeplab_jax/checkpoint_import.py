@@ -8,23 +8,18 @@ is reported by name before anything is returned.
 import re
 from typing import Dict, Optional
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import traverse_util
 
-from deeplab_jax.model import create_model
+from deeplab_jax import variables as variables_lib
 
 # Saved alongside model variables by training, never part of the model.
 _IGNORED = re.compile(r'(^|/)(global_step|Momentum|ExponentialMovingAverage)(/|$)|/Momentum$'
                       r'|^beta[12]_power$|/Adam(_1)?$')
 # Scopes that the original re-initialises with `initialize_last_layer=False`.
 LOGITS_SCOPE = 'logits'
-
-
-class CheckpointMismatchError(ValueError):
-  """The checkpoint does not fit the model built from the config."""
 
 
 def _read_tf_checkpoint(path_prefix: str) -> Dict[str, np.ndarray]:
@@ -39,19 +34,8 @@ def _read_tf_checkpoint(path_prefix: str) -> Dict[str, np.ndarray]:
     names = reader.get_variable_to_shape_map()
     return {name: reader.get_tensor(name) for name in names if not _IGNORED.search(name)}
   except Exception as e:  # TF raises several error types for damaged files.
-    raise CheckpointMismatchError(f'{path_prefix}: cannot read TF checkpoint ({e}).') from e
-
-
-def model_variables(config: ml_collections.ConfigDict, seed: int = 0, abstract: bool = False):
-  """Freshly initialised variables of the model, or only their shapes.
-
-  The input size fixes no variable shape, so a small one keeps this cheap.
-  """
-  model = create_model(config)
-  init = lambda key: model.init(key, jnp.zeros((1, 33, 33, 3)), train=False)
-  if abstract:
-    return jax.eval_shape(init, jax.random.key(seed))
-  return jax.jit(init)(jax.random.key(seed))
+    raise variables_lib.CheckpointMismatchError(
+        f'{path_prefix}: cannot read TF checkpoint ({e}).') from e
 
 
 def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
@@ -73,7 +57,7 @@ def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
     CheckpointMismatchError: listing missing, unexpected and mis-shaped variables.
   """
   tf_vars = _read_tf_checkpoint(path_prefix)
-  flat = traverse_util.flatten_dict(model_variables(config, abstract=True))
+  flat = traverse_util.flatten_dict(variables_lib.abstract_variables(config))
   by_name = {'/'.join(key[1:]): key for key in flat}  # key[0] is the collection.
   backbone_scope = next(name for name in by_name).split('/')[0]
   if backbone_only is None:
@@ -84,39 +68,22 @@ def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
       return name.startswith(backbone_scope + '/')
     return include_logits or not name.startswith(LOGITS_SCOPE + '/')
 
-  missing = sorted(n for n in by_name if wanted(n) and n not in tf_vars)
-  unexpected = sorted(n for n in tf_vars if wanted(n) and n not in by_name)
-  if backbone_only:
-    # ImageNet checkpoints also hold the classifier, which DeepLab never builds.
-    unexpected = [n for n in unexpected if not re.search(r'/(logits|Logits)/', n)]
-  misshaped = sorted(f'{n}: checkpoint {tuple(tf_vars[n].shape)} vs model '
-                     f'{tuple(flat[by_name[n]].shape)}'
-                     for n in by_name if wanted(n) and n in tf_vars
-                     and tuple(tf_vars[n].shape) != tuple(flat[by_name[n]].shape))
-  if missing or unexpected or misshaped:
-    raise CheckpointMismatchError(_mismatch_report(path_prefix, config, missing, unexpected,
-                                                   misshaped))
-  for name, key in by_name.items():
-    if wanted(name):
-      flat[key] = jnp.asarray(tf_vars[name], dtype=flat[key].dtype)
+  expected = {n: flat[key].shape for n, key in by_name.items() if wanted(n)}
+  # ImageNet checkpoints also hold the classifier, which DeepLab never builds.
+  found = {n: v.shape for n, v in tf_vars.items() if wanted(n) and not (
+      backbone_only and n not in expected and re.search(r'/(logits|Logits)/', n))}
+  differences = variables_lib.shape_differences(found, expected)
+  if differences:
+    raise variables_lib.CheckpointMismatchError(variables_lib.mismatch_report(
+        f'{path_prefix} does not match the model of the config', differences,
+        found_in='the checkpoint',
+        model=variables_lib.describe_model(config),
+        fix='A different number of classes needs include_logits=False '
+            '(config.initialize_last_layer=False).'))
+  if len(expected) < len(by_name):  # Part of the model is not loaded: initialise it.
+    flat = traverse_util.flatten_dict(variables_lib.initial_variables(config, seed))
+  for name in expected:
+    key = by_name[name]
+    flat[key] = jnp.asarray(tf_vars[name], dtype=flat[key].dtype)
   return traverse_util.unflatten_dict(flat)
-
-
-def _mismatch_report(path_prefix, config, missing, unexpected, misshaped) -> str:
-  def section(title, items):
-    if not items:
-      return ''
-    shown = '\n    '.join(items[:40])
-    more = f'\n    … and {len(items) - 40} more' if len(items) > 40 else ''
-    return f'\n  {title} ({len(items)}):\n    {shown}{more}'
-  m = config.model
-  return (f'{path_prefix} does not match the model of the config (backbone={m.backbone}, '
-          f'num_classes={m.num_classes}, atrous_rates={tuple(m.atrous_rates or ())}, '
-          f'decoder_output_stride={m.decoder_output_stride}, '
-          f'dense_prediction_cell={m.dense_prediction_cell}):'
-          + section('missing from the checkpoint', missing)
-          + section('unexpected in the checkpoint', unexpected)
-          + section('different shapes', misshaped)
-          + '\n  A different number of classes needs include_logits=False '
-            '(config.initialize_last_layer=False).')
 

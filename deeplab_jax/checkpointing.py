@@ -15,14 +15,14 @@ saved again when the run gets there, instead of the damaged copy staying the
 """
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from deeplab_jax.checkpoint_import import CheckpointMismatchError
+from deeplab_jax import variables as variables_lib
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 ITEM_NAMES = ('params', 'batch_stats', 'opt_state', 'ema_params', 'meta')
@@ -54,35 +54,6 @@ def find_checkpoint_dir(path: str) -> Optional[str]:
     if _has_step_dirs(candidate):
       return candidate
   return None
-
-
-def _names_and_shapes(tree) -> Dict[str, Tuple[int, ...]]:
-  """'/'-joined variable names → shape, for arrays and array metadata alike."""
-  flat = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    name = '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
-                    for k in path)
-    flat[name] = tuple(getattr(leaf, 'shape', np.shape(leaf)))
-  return flat
-
-
-def _mismatches(item: str, saved, expected) -> List[str]:
-  saved, expected = _names_and_shapes(saved), _names_and_shapes(expected)
-  problems = [f'{item}/{n}: missing from the checkpoint' for n in sorted(set(expected) - set(saved))]
-  problems += [f'{item}/{n}: in the checkpoint but not in the model'
-               for n in sorted(set(saved) - set(expected))]
-  problems += [f'{item}/{n}: checkpoint shape {saved[n]} vs model {expected[n]}'
-               for n in sorted(set(saved) & set(expected)) if saved[n] != expected[n]]
-  return problems
-
-
-def _raise_mismatch(directory: str, step: int, problems: Sequence[str]):
-  shown = '\n  '.join(problems[:40])
-  more = f'\n  … and {len(problems) - 40} more' if len(problems) > 40 else ''
-  raise CheckpointMismatchError(
-      f'The checkpoint of step {step} in {directory} does not match the model of the config '
-      f'({len(problems)} differences):\n  {shown}{more}\nUse the config it was trained with, '
-      'or a fresh --workdir.')
 
 
 def _abstract(tree):
@@ -163,14 +134,19 @@ class CheckpointManager:
   def _check(self, step: int, templates: Dict[str, Any]) -> None:
     """Raises CheckpointMismatchError; other errors mean the checkpoint is unreadable."""
     metadata = self._manager.item_metadata(step)
-    problems = []
+    saved, expected = {}, {}
     for item, template in templates.items():
-      saved = metadata[item]
-      if saved is None:
+      if metadata[item] is None:
         raise ValueError(f'item {item!r} has no metadata')
-      problems += _mismatches(item, _metadata_tree(saved), template)
-    if problems:
-      _raise_mismatch(self.directory, step, problems)
+      saved.update(variables_lib.named_shapes(_metadata_tree(metadata[item]), item + '/'))
+      expected.update(variables_lib.named_shapes(template, item + '/'))
+    differences = variables_lib.shape_differences(saved, expected)
+    if differences:
+      raise variables_lib.CheckpointMismatchError(variables_lib.mismatch_report(
+          f'The checkpoint of step {step} in {self.directory} does not match the model of '
+          'the config', differences,
+          found_in='the checkpoint',
+          fix='Use the config it was trained with, or a fresh --workdir.'))
 
   def _restore_items(self, step: int, templates: Dict[str, Any]) -> Dict[str, Any]:
     self._check(step, {k: v for k, v in templates.items() if k in CHECKED_ITEMS})
@@ -185,7 +161,7 @@ class CheckpointManager:
     for index, step in enumerate(steps):
       try:
         return step, self._restore_items(step, templates_for_step(step))
-      except CheckpointMismatchError:
+      except variables_lib.CheckpointMismatchError:
         raise
       except Exception as e:  # pylint: disable=broad-except  (Orbax/tensorstore raise many types.)
         older = steps[index + 1] if index + 1 < len(steps) else None
@@ -305,11 +281,11 @@ def load_variables_for_init(path: str, template_variables, *, include_logits: bo
     templates = {}
     for item in VARIABLE_ITEMS:
       # Read the saved logits whatever their shape, then replace them.
-      saved_shapes = _names_and_shapes(_metadata_tree(saved[item]))
+      saved_shapes = variables_lib.named_shapes(_metadata_tree(saved[item]))
       template = template_variables.get(item, {})
 
       def keep_saved_logits(key_path, leaf, saved_shapes=saved_shapes):
-        name = '/'.join(str(getattr(k, 'key', k)) for k in key_path)
+        name = variables_lib.variable_name(key_path)
         if name.startswith('logits/') and name in saved_shapes:
           return jax.ShapeDtypeStruct(saved_shapes[name], leaf.dtype, sharding=leaf.sharding)
         return leaf
@@ -320,8 +296,7 @@ def load_variables_for_init(path: str, template_variables, *, include_logits: bo
 
   def fresh_logits(item):
     def pick(key_path, loaded, fresh):
-      name = '/'.join(str(getattr(k, 'key', k)) for k in key_path)
-      return fresh if name.startswith('logits/') else loaded
+      return fresh if variables_lib.variable_name(key_path).startswith('logits/') else loaded
     return jax.tree_util.tree_map_with_path(pick, restored[item], template_variables.get(item, {}))
   return {item: fresh_logits(item) for item in VARIABLE_ITEMS}
 

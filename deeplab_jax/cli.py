@@ -211,7 +211,8 @@ def _main():
     raise SystemExit(check.run_check_data(config))
   _default_data_dir(config, workdir)
   from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  datasets.resolve_num_classes(config)  # Logs the count it takes from the data, and why.
+  # Once, here; passed down. Logs the class count it takes from the data, and why.
+  dataset_info = datasets.resolve_num_classes(config)
   if mode in ('train', 'eval'):
     split = config.dataset.eval_split
     config_checks.check_eval_crop_fits(
@@ -228,7 +229,7 @@ def _main():
   results = os.path.join(workdir, evaluate.RESULTS_FILE)
 
   if mode == 'train':
-    state = train.train_and_evaluate(config, workdir)
+    state = train.train_and_evaluate(config, workdir, dataset_info=dataset_info)
     step = int(jax.device_get(state.step))
     done = (f'Trained to step {step}.' if step >= config.num_train_steps else
             f'Stopped at step {step} of {config.num_train_steps}; rerun the same command to resume.')
@@ -239,7 +240,8 @@ def _main():
              f'  eval images:      {os.path.join(workdir, evaluate.IMAGES_SUBDIR)}',
              f'  dataset:          {config.dataset.data_dir or "TFDS default data dir"}'])
   elif mode == 'eval':
-    scores = evaluate.evaluate_checkpoints(config, workdir, continuous=FLAGS.continuous)
+    scores = evaluate.evaluate_checkpoints(config, workdir, continuous=FLAGS.continuous,
+                                           dataset_info=dataset_info)
     from deeplab_jax import metrics  # pylint: disable=g-import-not-at-top
     _report([metrics.per_class_table(scores['per_class_iou'], scores['mean_iou']),
              f'Mean IoU {scores["mean_iou"]:.4f}, pixel accuracy '

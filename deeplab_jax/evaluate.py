@@ -13,6 +13,7 @@ batches of differently sized images share one compiled step, and each image
 gets the windows it would get alone.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -20,9 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
@@ -30,8 +30,9 @@ from deeplab_jax import canvas
 from deeplab_jax import checkpointing
 from deeplab_jax import config_checks
 from deeplab_jax import metrics
+from deeplab_jax import parallel
 from deeplab_jax import scoring
-from deeplab_jax import train
+from deeplab_jax import variables as variables_lib
 from deeplab_jax.model import create_model
 
 RESULTS_FILE = 'eval_results.json'
@@ -66,7 +67,7 @@ def create_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
   stride = canvas.slide_stride(config)
   pad_pixel = preprocessing.mean_pixel(config.model.backbone)
 
-  def per_device(variables, batch):
+  def per_device_eval_step(variables, batch):
     images = with_padding(batch['image'], batch['height'], batch['width'], pad_pixel)
     if _slides(config):
       image_hw = jnp.stack([batch['height'], batch['width']], -1).astype(jnp.int32)
@@ -76,10 +77,11 @@ def create_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
       predictions = scoring.predict_labels(model, variables, images, scales, flip)
     confusion = metrics.confusion_matrix(batch['label'].astype(jnp.int32), predictions,
                                          num_classes, ignore_label, mask=batch['mask'])
-    return jax.lax.psum(confusion, train.DATA_AXIS), predictions
+    return jax.lax.psum(confusion, parallel.DATA_AXIS), predictions
 
-  return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(train.DATA_AXIS)),
-                               out_specs=(P(), P(train.DATA_AXIS))))
+  return jax.jit(jax.shard_map(per_device_eval_step, mesh=mesh,
+                               in_specs=(P(), P(parallel.DATA_AXIS)),
+                               out_specs=(P(), P(parallel.DATA_AXIS))))
 
 
 def _slides(config) -> bool:
@@ -99,29 +101,6 @@ def slide_canvas_size(config, largest=None):
   return canvas.slide_canvas_size(bound, config.eval_crop_size, canvas.slide_stride(config))
 
 
-def local_rows(array: jax.Array) -> np.ndarray:
-  """This host's rows of an array split over 'data', in batch order."""
-  shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
-  return np.concatenate([np.asarray(s.data) for s in shards])
-
-
-def dataset_info(config):
-  """(class names, colormap name) of `config.dataset`."""
-  num_classes = config.model.num_classes
-  names, colormap = None, 'pascal'
-  try:
-    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
-    info = datasets.get_dataset_info(config.dataset)
-    names = getattr(info, 'class_names', None)
-    colormap = getattr(info, 'colormap', None) or colormap
-  except (ImportError, KeyError, ValueError, OSError) as e:  # OSError: data not here.
-    logging.warning('No dataset info for %r (%s); naming classes by index.',
-                    config.dataset.name, e)
-  if not names or len(names) != num_classes:
-    names = [str(i) for i in range(num_classes)]
-  return list(names), colormap
-
-
 def _eval_source(config, source, num_examples=None):
   """(this host's source, examples per host or None) limited by num_eval_images.
 
@@ -129,10 +108,9 @@ def _eval_source(config, source, num_examples=None):
   hosts it sets the common number of evaluation steps.
   """
   limit = config.get('num_eval_images')
-  from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from deeplab_jax.data import datasets, input_pipeline  # pylint: disable=g-import-not-at-top
   if source is None:
-    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
-    source = train.load_source(config, config.dataset.eval_split)
+    source = datasets.load_source(config.dataset, config.dataset.eval_split)
     num_examples = int(datasets.num_examples(config.dataset, config.dataset.eval_split))
   elif limit:
     source = source.take(int(limit))
@@ -142,77 +120,107 @@ def _eval_source(config, source, num_examples=None):
   return source, input_pipeline.eval_examples_per_host(total, jax.process_count())
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: int, *,
-             writer=None, mesh: Optional[Mesh] = None, source=None,
-             num_examples: Optional[int] = None, eval_step=None) -> Dict[str, Any]:
-  """Evaluates `variables` on the eval split; writes the results; returns them.
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """What one evaluation computed; `write_evaluation` reports it."""
+  results: Dict[str, Any]  # What eval_results.json holds.
+  confusion: np.ndarray  # int64 [C, C]: labels (rows) × predictions (columns).
+  samples: List[Dict[str, Any]]  # {'image', 'label', 'prediction', 'name'} to picture.
+  class_names: List[str]
+  colormap: str
+  ignore_label: int
 
-  Writes `<workdir>/eval_results.json`, and to `<workdir>/eval_images/` and
-  `writer`: comparison pictures (image | ground truth | prediction, with a
-  legend of the classes in them), the confusion matrix and a per-class IoU
-  chart (`writer` also gets the per-class table as text).
+
+class Evaluator:
+  """Mean IoU of variables on the eval split; built once per run, called per evaluation.
+
+  Holds what every evaluation of a run shares: the eval step (jitted once, so
+  it compiles at the first evaluation only), this host's examples, and the
+  dataset's class names and colormap.
   """
-  from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh: Optional[Mesh] = None, *,
+               source=None, num_examples: Optional[int] = None, dataset_info=None):
+    """source: this host's examples (default: `config.dataset`'s eval split);
+    num_examples: the whole split's size (with several hosts);
+    dataset_info: the `datasets.DatasetInfo` resolved at startup, if any."""
+    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    self.config = config
+    self.mesh = parallel.make_mesh() if mesh is None else mesh
+    parallel.check_batch_size(config.eval_batch_size, self.mesh, 'eval_batch_size')
+    self.eval_step = create_eval_step(config, self.mesh)
+    self.colormap, names = datasets.output_facts(config, dataset_info)
+    self.class_names = names or [str(i) for i in range(config.model.num_classes)]
+    self._source, self._per_host = _eval_source(config, source, num_examples)
+    self._data_config = config
+    if _slides(config):  # The pipeline pads to its config's eval crop: make that the canvas.
+      self._data_config = config.copy_and_resolve_references()
+      self._data_config.eval_crop_size = slide_canvas_size(config)
+
+  def __call__(self, variables, step: int) -> Evaluation:
+    from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    config = self.config
+    data = input_pipeline.create_eval_dataset(
+        self._data_config, self._source, process_index=jax.process_index(),
+        process_count=jax.process_count(), num_examples_per_host=self._per_host)
+    start = time.perf_counter()
+    num_classes = config.model.num_classes
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    num_images = 0
+    samples: List[Dict[str, Any]] = []
+    wanted_samples = int(config.get('num_prediction_images') or 0)
+    for batch, device_batch in parallel.prefetch_to_devices(data.as_numpy_iterator(), self.mesh,
+                                                            _DEVICE_KEYS):
+      step_confusion, predictions = self.eval_step(variables, device_batch)
+      confusion += np.asarray(jax.device_get(step_confusion), np.int64)
+      num_images += int(np.sum(batch['mask']))
+      if len(samples) < wanted_samples:
+        local = parallel.local_rows(predictions)
+        for i in np.flatnonzero(batch['mask'])[:wanted_samples - len(samples)]:
+          h, w = int(batch['height'][i]), int(batch['width'][i])
+          samples.append({'image': batch['image'][i, :h, :w],
+                          'label': batch['label'][i, :h, :w],
+                          'prediction': local[i, :h, :w], 'name': batch['name'][i]})
+    num_images = int(parallel.sum_over_processes([num_images])[0])
+    if num_images == 0:
+      raise ValueError(f'The evaluation split {config.dataset.eval_split!r} of '
+                       f'{config.dataset.name!r} gave no examples.')
+
+    result = metrics.segmentation_metrics(confusion, self.class_names)
+    results = {
+        'step': int(step),
+        'mean_iou': result['mean_iou'],
+        'pixel_accuracy': result['pixel_accuracy'],
+        'per_class_iou': result['per_class_iou'],
+        'num_images': num_images,
+        'num_pixels': result['num_pixels'],
+        'split': config.dataset.eval_split,
+        'eval_scales': [float(s) for s in config.eval_scales],
+        'eval_flip': bool(config.eval_flip),
+        'eval_mode': config.get('eval_mode', 'whole'),
+        'seconds': time.perf_counter() - start,
+    }
+    return Evaluation(results, confusion, samples, self.class_names, self.colormap,
+                      int(config.dataset.ignore_label))
+
+
+def write_evaluation(evaluation: Evaluation, workdir: str, writer=None) -> None:
+  """Logs an evaluation and writes it: `<workdir>/eval_results.json`, and to
+  `<workdir>/eval_images/` and `writer` comparison pictures (image | ground
+  truth | prediction, with a legend of the classes in them), the confusion
+  matrix and a per-class IoU chart (`writer` also gets the per-class table as
+  text and the scores as scalars)."""
   from deeplab_jax import visualize  # pylint: disable=g-import-not-at-top
-  mesh = train.make_mesh() if mesh is None else mesh
-  train.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-  eval_step = eval_step or create_eval_step(config, mesh)
-  class_names, colormap = dataset_info(config)
-  source, per_host = _eval_source(config, source, num_examples)
-  data_config = config
-  if _slides(config):  # The pipeline pads to its config's eval crop: make that the canvas.
-    data_config = config.copy_and_resolve_references()
-    data_config.eval_crop_size = slide_canvas_size(config)
-  data = input_pipeline.create_eval_dataset(
-      data_config, source, process_index=jax.process_index(), process_count=jax.process_count(),
-      num_examples_per_host=per_host)
-
-  start = time.perf_counter()
-  num_classes = config.model.num_classes
-  confusion = np.zeros((num_classes, num_classes), np.int64)
-  num_images = 0
-  samples: List[Dict[str, np.ndarray]] = []
-  wanted_samples = int(config.get('num_prediction_images') or 0)
-  for batch, device_batch in train.prefetch_to_devices(data.as_numpy_iterator(), mesh,
-                                                       _DEVICE_KEYS):
-    step_confusion, predictions = eval_step(variables, device_batch)
-    confusion += np.asarray(jax.device_get(step_confusion), np.int64)
-    num_images += int(np.sum(batch['mask']))
-    if len(samples) < wanted_samples:
-      local = local_rows(predictions)
-      for i in np.flatnonzero(batch['mask'])[:wanted_samples - len(samples)]:
-        h, w = int(batch['height'][i]), int(batch['width'][i])
-        samples.append({'image': batch['image'][i, :h, :w], 'label': batch['label'][i, :h, :w],
-                        'prediction': local[i, :h, :w], 'name': batch['name'][i]})
-  if jax.process_count() > 1:
-    num_images = int(np.sum(multihost_utils.process_allgather(np.asarray([num_images]))))
-  if num_images == 0:
-    raise ValueError(f'The evaluation split {config.dataset.eval_split!r} of '
-                     f'{config.dataset.name!r} gave no examples.')
-
-  result = metrics.segmentation_metrics(confusion, class_names)
-  results = {
-      'step': int(step),
-      'mean_iou': result['mean_iou'],
-      'pixel_accuracy': result['pixel_accuracy'],
-      'per_class_iou': result['per_class_iou'],
-      'num_images': num_images,
-      'num_pixels': result['num_pixels'],
-      'split': config.dataset.eval_split,
-      'eval_scales': [float(s) for s in config.eval_scales],
-      'eval_flip': bool(config.eval_flip),
-      'eval_mode': config.get('eval_mode', 'whole'),
-      'seconds': time.perf_counter() - start,
-  }
+  results, confusion, class_names = evaluation.results, evaluation.confusion, evaluation.class_names
+  step = results['step']
   logging.info('Evaluation at step %d on %d images: mean IoU %.4f, pixel accuracy %.4f.\n%s',
-               step, num_images, results['mean_iou'], results['pixel_accuracy'],
+               step, results['num_images'], results['mean_iou'], results['pixel_accuracy'],
                per_class_table(confusion, class_names))
   warning = collapse_warning(confusion, class_names)
   if warning:
     logging.warning('%s', warning)
 
-  pictures = _pictures(results, confusion, samples, class_names, colormap,
-                       int(config.dataset.ignore_label), visualize)
+  pictures = _pictures(evaluation, visualize)
   if jax.process_index() == 0:
     _write_outputs(workdir, results, pictures)
   if writer is not None:
@@ -228,7 +236,18 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: i
     writer.write_texts(step, {'eval/per_class_iou': '\n'.join(
         '    ' + line for line in table.splitlines())})
     writer.flush()
-  return results
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, variables, step: int, *,
+             writer=None, mesh: Optional[Mesh] = None, source=None,
+             num_examples: Optional[int] = None, dataset_info=None) -> Dict[str, Any]:
+  """One evaluation of `variables` (see `Evaluator`), written (see
+  `write_evaluation`); returns the results. A run that evaluates repeatedly
+  builds one `Evaluator` instead."""
+  evaluation = Evaluator(config, mesh, source=source, num_examples=num_examples,
+                         dataset_info=dataset_info)(variables, step)
+  write_evaluation(evaluation, workdir, writer)
+  return evaluation.results
 
 
 def per_class_table(confusion: np.ndarray, class_names: List[str]) -> str:
@@ -267,27 +286,28 @@ def _uint8(image: np.ndarray) -> np.ndarray:
   return np.clip(np.round(image), 0, 255).astype(np.uint8)  # Already uint8 from the pipeline.
 
 
-def _pictures(results, confusion, samples, class_names, colormap, ignore_label, visualize):
+def _pictures(evaluation: Evaluation, visualize):
   """{TensorBoard key: (file name, uint8 picture)} of one evaluation."""
+  results, class_names = evaluation.results, evaluation.class_names
   step = results['step']
   pictures = {
       'confusion_matrix': (f'step{step:07d}_confusion_matrix.png',
                            visualize.confusion_matrix_picture(
-                               confusion, class_names,
+                               evaluation.confusion, class_names,
                                f'Confusion matrix at step {step} ({results["split"]})')),
       'per_class_iou': (f'step{step:07d}_per_class_iou.png',
                         visualize.iou_chart(results['per_class_iou'], results['mean_iou'],
                                             f'Per-class IoU at step {step} ({results["split"]})')),
   }
-  for i, sample in enumerate(samples):
+  for i, sample in enumerate(evaluation.samples):
     name = sample['name'].decode() if isinstance(sample['name'], bytes) else str(sample['name'])
     stem = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name) or f'example{i}'
     pictures[f'comparison_{i}'] = (f'step{step:07d}_{i:02d}_{stem}.png',
                                    visualize.titled_comparison(
                                        _uint8(sample['image']), sample['label'],
-                                       sample['prediction'], colormap, class_names,
+                                       sample['prediction'], evaluation.colormap, class_names,
                                        title=f'{name} at step {step}',
-                                       ignore_label=ignore_label))
+                                       ignore_label=evaluation.ignore_label))
   return pictures
 
 
@@ -306,20 +326,21 @@ def _write_outputs(workdir, results, pictures):
 
 def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
                          continuous: bool = False, poll_seconds: float = 30.0,
-                         timeout_seconds: Optional[float] = None) -> Optional[Dict[str, Any]]:
+                         timeout_seconds: Optional[float] = None,
+                         dataset_info=None) -> Optional[Dict[str, Any]]:
   """`--mode=eval`: evaluates the latest checkpoint, or follows a run (continuous).
 
   Continuous evaluation waits for each new checkpoint and stops after the one
   at `config.num_train_steps` (or after `timeout_seconds` without a new one).
-  Returns the last results.
+  Returns the last results. `dataset_info`: as resolved at startup, if it was.
   """
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  mesh = train.make_mesh()
-  template = train.initial_variables(config, mesh)
-  eval_step = create_eval_step(config, mesh)
+  mesh = parallel.make_mesh()
+  template = variables_lib.abstract_variables(config, NamedSharding(mesh, P()))
   # Read-only: it may follow a training run that writes the same folder.
   manager = checkpointing.CheckpointManager(workdir, read_only=True)
-  writer = None  # Made with the first results: a workdir without checkpoints stays untouched.
+  # Both made with the first checkpoint: a workdir without one stays untouched.
+  evaluator, writer = None, None
   last_step, results, waited_since = None, None, time.monotonic()
   try:
     while True:
@@ -331,11 +352,13 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *,
       if latest is not None and latest != last_step:
         variables, step = manager.restore_variables(
             template, ema=bool(config.get('ema_decay')))
-        if writer is None:
+        if evaluator is None:
+          evaluator = Evaluator(config, mesh, dataset_info=dataset_info)
           writer = metric_writers.create_default_writer(
               os.path.join(workdir, 'eval'), just_logging=jax.process_index() > 0)
-        results = evaluate(config, workdir, variables, step, writer=writer, mesh=mesh,
-                           eval_step=eval_step)
+        evaluation = evaluator(variables, step)
+        write_evaluation(evaluation, workdir, writer)
+        results = evaluation.results
         last_step, waited_since = step, time.monotonic()
         if not continuous or step >= config.num_train_steps:
           return results

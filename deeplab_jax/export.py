@@ -38,6 +38,7 @@ import numpy as np
 
 from deeplab_jax import canvas
 from deeplab_jax import predictor
+from deeplab_jax import variables as variables_lib
 from deeplab_jax.model import create_model
 
 EXPORT_FILE = 'deeplab.jax_export'
@@ -143,7 +144,8 @@ def _export_info(config, *, resize_long_side, with_probabilities, platforms, tfl
                  step: Optional[int]) -> Dict[str, Any]:
   crop = [int(c) for c in config.eval_crop_size]
   num_classes = int(config.model.num_classes)
-  colormap, class_names = predictor.dataset_facts(config)
+  from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top  (TF; only here)
+  colormap, class_names = datasets.output_facts(config)
   outputs = {'labels': _tensor('int32', ['N', 'H', 'W'])}
   if with_probabilities:
     outputs['probabilities'] = _tensor('float32', ['N', 'H', 'W', num_classes])
@@ -212,7 +214,7 @@ def export_model(config: ml_collections.ConfigDict, variables, output_dir: str, 
     with a warning where it cannot be lowered).
   step: the checkpoint step, recorded in export_info.json.
   """
-  predictor.check_variables(config, variables)
+  variables_lib.check_variables(config, variables)
   if tflite is None:
     tflite = str(config.model.backbone).startswith('mobilenet')
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):

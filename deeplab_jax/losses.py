@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplab_jax import variables as variables_lib
 from deeplab_jax.resize import resize_bilinear, resize_nearest
 
 # Scopes the original treats as "last layers" (matched as substrings).
@@ -171,19 +172,6 @@ def safe_divide(numerator: jnp.ndarray, denominator: jnp.ndarray) -> jnp.ndarray
   return jnp.where(nonzero, numerator / jnp.where(nonzero, denominator, 1.0), 0.0)
 
 
-def variable_name(path) -> str:
-  """A pytree key path as a TF-style name: the keys joined with '/'."""
-  parts = []
-  for key in path:
-    for attribute in ('key', 'name', 'idx'):
-      if hasattr(key, attribute):
-        parts.append(str(getattr(key, attribute)))
-        break
-    else:
-      parts.append(str(key))
-  return '/'.join(parts)
-
-
 def _sum_of_squares(leaves) -> jnp.ndarray:
   """sum(x**2) over all leaves, as one reduction of their concatenation.
 
@@ -203,7 +191,7 @@ def l2_regularization(params: Any, weight_decay: float) -> jnp.ndarray:
   global loss (it is replicated), not per device before a psum.
   """
   kernels = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-             if variable_name(path).split('/')[-1] == 'weights']
+             if variables_lib.variable_name(path).split('/')[-1] == 'weights']
   return jnp.float32(weight_decay) * _sum_of_squares(kernels) / 2.0
 
 
@@ -225,7 +213,7 @@ def gradient_multipliers(params: Any,
   last_layers = ('logits',) if last_layers_contain_logits_only else LAST_LAYER_SCOPES
 
   def multiplier(path, _):
-    name = variable_name(path)
+    name = variables_lib.variable_name(path)
     factor = 2.0 if 'biases' in name else 1.0
     if any(layer in name for layer in last_layers):
       factor *= last_layer_gradient_multiplier

@@ -119,7 +119,6 @@ def predict_images(config, workdir: str, images: str, output: str, *,
   With `cityscapes_label_ids` only the label-id PNGs are written: the official
   evaluator reads every PNG under its results folder.
   """
-  from deeplab_jax import evaluate  # pylint: disable=g-import-not-at-top
   paths = find_images(images)
   for path in paths:  # Fail before the model loads, naming the bad file.
     if not os.access(path, os.R_OK):
@@ -129,7 +128,7 @@ def predict_images(config, workdir: str, images: str, output: str, *,
   predictor = Predictor.from_workdir(config, workdir)
   step = predictor.info.get('step')
   logging.info('Predicting %d images with the checkpoint of step %s.', len(paths), step)
-  _, colormap = evaluate.dataset_info(config)
+  colormap = predictor.colormap
   os.makedirs(os.path.join(output, OVERLAY_SUBDIR) if not cityscapes_label_ids else output,
               exist_ok=True)
   _write_record(output, plan, step)

@@ -7,7 +7,6 @@ probabilities) back to the image; `Predictor` is the object users call.
 
 from typing import Optional, Sequence, Tuple
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -15,6 +14,7 @@ import numpy as np
 
 from deeplab_jax import canvas
 from deeplab_jax import scoring
+from deeplab_jax import variables as variables_lib
 from deeplab_jax.model import create_model
 
 
@@ -141,70 +141,13 @@ def make_staged_predict_fn(config: ml_collections.ConfigDict, variables, *,
 
 # --- Variables -----------------------------------------------------------------
 
-def _variable_shapes(tree, prefix: str):
-  flat = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
-    flat[f'{prefix}/{name}'] = tuple(np.shape(leaf))
-  return flat
-
-
-def variables_template(config: ml_collections.ConfigDict):
-  """`{'params', 'batch_stats'}` of the config's model as ShapeDtypeStructs on
-  the first local device (what a restore needs; nothing is computed)."""
-  model = create_model(config)
-  shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.float32), train=False))
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                        shapes)
-  return {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
-
-
-def check_variables(config: ml_collections.ConfigDict, variables) -> None:
-  """Raises ValueError naming the variables that do not fit the config's model."""
-  if not isinstance(variables, dict) or 'params' not in variables:
-    raise ValueError("variables must be a dict with 'params' (and 'batch_stats').")
-  template = variables_template(config)
-  expected, given = {}, {}
-  for item in ('params', 'batch_stats'):
-    expected.update(_variable_shapes(template[item], item))
-    given.update(_variable_shapes(variables.get(item, {}), item))
-  problems = [f'{n}: missing' for n in sorted(set(expected) - set(given))]
-  problems += [f'{n}: not in the model' for n in sorted(set(given) - set(expected))]
-  problems += [f'{n}: shape {given[n]}, the model wants {expected[n]}'
-               for n in sorted(set(given) & set(expected)) if given[n] != expected[n]]
-  if problems:
-    shown = '\n  '.join(problems[:20])
-    raise ValueError(f'The variables do not match the model of the config '
-                     f'({config.model.backbone}, {config.model.num_classes} classes; '
-                     f'{len(problems)} differences):\n  {shown}')
-
-
 def load_variables(config: ml_collections.ConfigDict, workdir: str, step: Optional[int] = None):
   """(`{'params', 'batch_stats'}`, step) of the latest (or given) checkpoint of a workdir."""
   from deeplab_jax import checkpointing  # pylint: disable=g-import-not-at-top  (pulls in Orbax)
-  return checkpointing.restore_variables(workdir, variables_template(config), step,
+  template = variables_lib.abstract_variables(
+      config, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+  return checkpointing.restore_variables(workdir, template, step,
                                         ema=bool(config.get('ema_decay')))
-
-
-# --- Dataset facts for the outputs -----------------------------------------------
-
-_COLORMAP_OF_DATASET = {'pascal_voc': 'pascal', 'cityscapes': 'cityscapes', 'ade20k': 'ade20k'}
-
-
-def dataset_facts(config: ml_collections.ConfigDict):
-  """(colormap name, class names or None) of `config.dataset`, without reading data if possible."""
-  name = str(config.dataset.name)
-  try:
-    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
-    info = datasets.get_dataset_info(config.dataset)
-    return info.colormap, list(info.class_names)
-  except Exception as error:  # pylint: disable=broad-except  (TFDS raises many types)
-    # e.g. a custom dataset whose folder is not on this machine: the
-    # colormap is all that outputs need, and the name tells it.
-    logging.info('No dataset info for %s (%s); naming the colormap from the name.', name, error)
-    return _COLORMAP_OF_DATASET.get(name.partition('/')[0], 'pascal'), None
 
 
 # --- The Predictor ----------------------------------------------------------------
@@ -262,14 +205,15 @@ class Predictor:
                      check: bool = True) -> 'Predictor':
     """In-process prediction with `{'params', 'batch_stats'}` of the config's model."""
     if check:
-      check_variables(config, variables)
+      variables_lib.check_variables(config, variables)
     variables = jax.device_put({'params': variables['params'],
                                 'batch_stats': variables.get('batch_stats', {})})
     options = dict(resize_long_side=resize_long_side, pad_to_crop=pad_to_crop)
     labels_fn = make_staged_predict_fn(config, variables, **options)
     probabilities_fn = make_staged_predict_fn(config, variables, with_probabilities=True,
                                               **options)
-    colormap, class_names = dataset_facts(config)
+    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top  (TF; only here)
+    colormap, class_names = datasets.output_facts(config)
     info = dict(num_classes=int(config.model.num_classes),
                 crop_size=[int(c) for c in config.eval_crop_size],
                 resize_long_side=resize_long_side, pad_to_crop=pad_to_crop,

@@ -8,19 +8,16 @@ parameters over devices). Batch norm is synchronised over 'data', so the step
 equals a single-device step on the whole global batch.
 """
 
-import collections
-import functools
 import glob
 import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence
+from typing import Any, Callable, Dict, Optional
 
 from absl import logging
 import flax
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
@@ -28,12 +25,11 @@ import numpy as np
 import optax
 
 from deeplab_jax import checkpointing
-from deeplab_jax import layers
+from deeplab_jax import evaluate
 from deeplab_jax import losses
+from deeplab_jax import parallel
+from deeplab_jax import variables as variables_lib
 from deeplab_jax.model import DeepLab, create_model
-
-DATA_AXIS = 'data'
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -57,53 +53,6 @@ class TrainState:
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or infinite."""
-
-
-# --- Devices -----------------------------------------------------------------
-
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D mesh over all devices (of all hosts) with the axis 'data'."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
-
-
-def check_batch_size(batch_size: int, mesh: Mesh, field: str = 'global_batch_size') -> None:
-  if batch_size <= 0 or batch_size % mesh.size:
-    raise ValueError(f'config.{field}={batch_size} must be a positive multiple of the number '
-                     f'of devices ({mesh.size}): each device gets an equal part of the batch.')
-
-
-def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P()))
-
-
-def global_batch(local_batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
-  """This host's part of the batch → global arrays split over 'data'."""
-  sharding = NamedSharding(mesh, P(DATA_AXIS))
-  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-          for key, value in local_batch.items()}
-
-
-def prefetch_to_devices(batches: Iterable[Dict[str, np.ndarray]], mesh: Mesh,
-                        keys: Optional[Sequence[str]] = None, ahead: int = 1):
-  """Yields (host batch, its global device batch), `ahead` more already sent.
-
-  The caller dispatches a step on one batch and asks for the next: the host
-  then reads and sends a later batch while that step runs, so no step waits
-  for the host. `keys` picks what goes to the devices (default: all).
-  """
-  iterator, queue = iter(batches), collections.deque()
-
-  def send_next():
-    batch = next(iterator, None)
-    if batch is not None:
-      queue.append((batch, global_batch({k: batch[k] for k in keys or batch}, mesh)))
-
-  for _ in range(ahead + 1):
-    send_next()
-  while queue:
-    yield queue.popleft()
-    send_next()
 
 
 # --- Optimisation ------------------------------------------------------------
@@ -155,36 +104,20 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 # --- State -------------------------------------------------------------------
 
 def initial_variables(config: ml_collections.ConfigDict, mesh: Mesh, seed: Optional[int] = None):
-  """Freshly initialised `{'params', 'batch_stats'}`, replicated on the mesh."""
-  seed = config.seed if seed is None else seed
-  variables = _init_variables(create_model(config), seed)
-  return replicate({'params': variables['params'],
-                    'batch_stats': variables.get('batch_stats', {})}, mesh)
-
-
-def _init_variables(model, seed: int):
-  # Parameter shapes do not depend on the image size; a small input is cheap.
-  sample = jnp.zeros((1, 33, 33, 3), jnp.float32)
-  # Drawn on the host: compiling one program of hundreds of initialisers took
-  # 6-9 s on CPU (a GPU's state init took 28 s). The same values on every host.
-  variables = layers.host_initial_variables(model, sample, seed, train=False)
-  if variables is not None:
-    return variables
-  # A variable without a host initialiser: the device program. 'unsafe_rbg'
-  # compiles ~4x faster than threefry on CPU for the hundreds of initialisers.
-  key = jax.random.key(seed, impl='unsafe_rbg')
-  return jax.jit(functools.partial(model.init, train=False))(key, sample)
+  """Freshly initialised `{'params', 'batch_stats'}` (`config.seed`), replicated on the mesh."""
+  return parallel.replicate(
+      variables_lib.initial_variables(config, config.seed if seed is None else seed), mesh)
 
 
 def create_train_state(config, variables, mesh: Mesh) -> TrainState:
   """Step 0 with fresh optimizer state for the given variables, replicated."""
   optimizer = create_optimizer(config)
-  params = replicate(variables['params'], mesh)
-  batch_stats = replicate(variables.get('batch_stats', {}), mesh)
+  params = parallel.replicate(variables['params'], mesh)
+  batch_stats = parallel.replicate(variables.get('batch_stats', {}), mesh)
   opt_state = jax.jit(optimizer.init, out_shardings=NamedSharding(mesh, P()))(params)
   # A copy, not the same buffers: the train step donates both.
   ema_params = jax.tree.map(jnp.copy, params) if config.get('ema_decay') else None
-  return TrainState(step=replicate(jnp.zeros((), jnp.int32), mesh), params=params,
+  return TrainState(step=parallel.replicate(jnp.zeros((), jnp.int32), mesh), params=params,
                     batch_stats=batch_stats, opt_state=opt_state, ema_params=ema_params)
 
 
@@ -215,8 +148,8 @@ def initialise_from_checkpoint(config, variables, mesh: Mesh):
                  config.initialize_last_layer)
     loaded = checkpointing.load_variables_for_init(
         path, variables, include_logits=config.initialize_last_layer)
-  return replicate({'params': loaded['params'], 'batch_stats': loaded.get('batch_stats', {})},
-                   mesh)
+  return parallel.replicate(
+      {'params': loaded['params'], 'batch_stats': loaded.get('batch_stats', {})}, mesh)
 
 
 # --- The train step ----------------------------------------------------------
@@ -248,8 +181,7 @@ def resolve_class_weights(config: ml_collections.ConfigDict, train_source=None):
     from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
     histogram = input_pipeline.class_histogram(train_source, num_classes,
                                                int(config.dataset.ignore_label))
-    if jax.process_count() > 1:
-      histogram = np.sum(multihost_utils.process_allgather(histogram), axis=0)
+    histogram = parallel.sum_over_processes(histogram)
     weights = losses.balanced_class_weights(histogram)
     logging.info('Class weights from the training pixels %s: %s', histogram.tolist(),
                  ', '.join(f'{w:.3g}' for w in weights))
@@ -275,7 +207,7 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
   `class_weights`: the loss's per-class weights (see `resolve_class_weights`),
   or None.
   """
-  model = create_model(config, bn_axis_name=DATA_AXIS)
+  model = create_model(config, bn_axis_name=parallel.DATA_AXIS)
   optimizer = create_optimizer(config)
   schedule = learning_rate_schedule(config)
   loss_options = _loss_options(config, class_weights)
@@ -291,7 +223,7 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
     # A different dropout mask on every device and at every step.
     dropout_rng = jax.random.fold_in(
         jax.random.fold_in(jax.random.key(config.seed), state.step),
-        jax.lax.axis_index(DATA_AXIS))
+        jax.lax.axis_index(parallel.DATA_AXIS))
     if accumulation_steps > 1:
       return _accumulated_step(state, batch, dropout_rng)
 
@@ -305,8 +237,8 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
       for logits in outputs.values():
         loss_sum, count = losses.cross_entropy_sums(logits, batch['label'], step=state.step,
                                                     **loss_options)
-        cross_entropy += losses.safe_divide(jax.lax.psum(loss_sum, DATA_AXIS),
-                                            jax.lax.psum(count, DATA_AXIS))
+        cross_entropy += losses.safe_divide(jax.lax.psum(loss_sum, parallel.DATA_AXIS),
+                                            jax.lax.psum(count, parallel.DATA_AXIS))
       # Replicated: added once to the global loss (one global batch, so the
       # original's division by the number of clones does not apply).
       l2 = losses.l2_regularization(params, config.weight_decay)
@@ -339,8 +271,9 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
             mutable=['batch_stats'], rngs={'dropout': jax.random.fold_in(dropout_rng, index)})
         micro_sum, micro_count = losses.cross_entropy_sums(logits, micro['label'],
                                                            step=state.step, **loss_options)
-        return jax.lax.psum(micro_sum, DATA_AXIS), (jax.lax.psum(micro_count, DATA_AXIS),
-                                                    updates.get('batch_stats', batch_stats))
+        return jax.lax.psum(micro_sum, parallel.DATA_AXIS), (
+            jax.lax.psum(micro_count, parallel.DATA_AXIS),
+            updates.get('batch_stats', batch_stats))
 
       (micro_sum, (micro_count, batch_stats)), grads = jax.value_and_grad(
           sum_fn, has_aux=True)(state.params)
@@ -382,7 +315,7 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
     decay = jnp.minimum(jnp.float32(config.ema_decay), (1.0 + step) / (10.0 + step))
     return jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, average, params)
 
-  step = jax.shard_map(per_device_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+  step = jax.shard_map(per_device_step, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS)),
                        out_specs=(P(), P()))
   return jax.jit(step, donate_argnums=(0,))
 
@@ -410,7 +343,7 @@ def create_batch_norm_statistics(config: ml_collections.ConfigDict, mesh: Mesh):
   with batch_config.unlocked():
     batch_config.model.batch_norm_decay = 0.0
     batch_config.model.backbone_batch_norm_decay = 0.0
-  model = create_model(batch_config, bn_axis_name=DATA_AXIS)
+  model = create_model(batch_config, bn_axis_name=parallel.DATA_AXIS)
 
   def per_device_moments(params, batch_stats, sums, images):
     _, updates = model.apply({'params': params, 'batch_stats': batch_stats}, images,
@@ -423,8 +356,8 @@ def create_batch_norm_statistics(config: ml_collections.ConfigDict, mesh: Mesh):
     return jax.tree.map(jnp.add, sums, moments)
 
   add_moments = jax.jit(jax.shard_map(
-      per_device_moments, mesh=mesh, in_specs=(P(), P(), P(), P(DATA_AXIS)), out_specs=P()),
-                        donate_argnums=(2,))
+      per_device_moments, mesh=mesh, in_specs=(P(), P(), P(), P(parallel.DATA_AXIS)),
+      out_specs=P()), donate_argnums=(2,))
 
   @jax.jit
   def population(sums, count):
@@ -438,7 +371,7 @@ def create_batch_norm_statistics(config: ml_collections.ConfigDict, mesh: Mesh):
   def statistics(params, batch_stats, batches):
     sums, count = jax.tree.map(jnp.zeros_like, batch_stats), 0
     for batch in batches:
-      images = global_batch({'image': batch['image']}, mesh)['image']
+      images = parallel.global_batch({'image': batch['image']}, mesh)['image']
       sums = add_moments(params, batch_stats, sums, images)
       count += 1
     if not count:
@@ -485,10 +418,7 @@ class PreemptionWatch:
 
   def requested(self) -> bool:
     """True on every host as soon as any host got the signal."""
-    if jax.process_count() == 1:
-      return self.signal is not None
-    flags = multihost_utils.process_allgather(np.asarray([self.signal is not None]))
-    return bool(np.any(flags))
+    return bool(parallel.sum_over_processes([int(self.signal is not None)])[0])
 
   def close(self):
     for signum, previous in self._previous.items():
@@ -513,7 +443,7 @@ def _check_finite(pending_metrics, first_step: int):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       train_source=None, eval_source=None) -> TrainState:
+                       train_source=None, eval_source=None, dataset_info=None) -> TrainState:
   """Trains (resuming from the workdir if it has checkpoints), evaluating as it goes.
 
   Args:
@@ -522,19 +452,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       `<workdir>`, evaluation results to `<workdir>/eval_results.json`.
     train_source, eval_source: optional datasets of raw examples of this host
       (`{'image', 'label', 'name'}`); default: `config.dataset`'s splits.
+    dataset_info: `config.dataset`'s `datasets.DatasetInfo` where the caller
+      resolved it (main.py does, at startup); default: resolved here when the
+      data comes from `config.dataset`.
 
   Returns:
     The final train state.
   """
-  from deeplab_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from deeplab_jax.data import datasets, input_pipeline  # pylint: disable=g-import-not-at-top
   from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
 
-  mesh = make_mesh()
-  check_batch_size(config.global_batch_size, mesh)
-  if train_source is None:
-    from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
-    datasets.check_num_classes(config)  # Fails now, not as a shape error later.
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.global_batch_size, mesh)
+  if train_source is None and dataset_info is None:
+    dataset_info = datasets.check_num_classes(config)  # Fails now, not as a shape error later.
   # The model is built before anything is written: a model that cannot be built
   # leaves no half-made workdir behind.
   variables = initial_variables(config, mesh)
@@ -553,13 +484,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   start_step = int(state.step)
 
   if train_source is None:
-    train_source = load_source(config, config.dataset.train_split)
+    train_source = datasets.load_source(config.dataset, config.dataset.train_split)
   train_data = input_pipeline.create_train_dataset(
       config, train_source, start_step=start_step, process_index=jax.process_index(),
       process_count=jax.process_count())
   train_step = create_train_step(config, mesh, resolve_class_weights(config, train_source))
   num_steps = int(config.num_train_steps)
   refresh_batch_norm = _batch_norm_refresher(config, mesh, train_source)
+  evaluator = evaluate.Evaluator(config, mesh, source=eval_source, dataset_info=dataset_info)
 
   report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
   preemption = PreemptionWatch()
@@ -570,7 +502,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                start_step, num_steps, config.global_batch_size, mesh.size, jax.process_count())
   try:
     batches = train_data.as_numpy_iterator() if step < num_steps else ()
-    for _, batch in prefetch_to_devices(batches, mesh):
+    for _, batch in parallel.prefetch_to_devices(batches, mesh):
       state, metrics = train_step(state, batch)
       pending.append(metrics)
       step += 1
@@ -606,8 +538,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         break
       if run_eval:
         with report_progress.timed('eval'):
-          evaluate.evaluate(config, workdir, state.evaluated_variables, step, writer=writer,
-                            mesh=mesh, source=eval_source)
+          evaluate.write_evaluation(evaluator(state.evaluated_variables, step), workdir, writer)
       if is_last:
         break
     else:
@@ -649,23 +580,6 @@ def _batch_norm_refresher(config, mesh: Mesh, train_source):
     return state.replace(batch_stats=batch_stats)
 
   return refresh
-
-
-def load_source(config, split: str):
-  """This host's shard of a split of `config.dataset`.
-
-  With several processes, process 0 prepares the dataset while the others
-  wait: the hosts of a pod usually share one data_dir, and preparing it from
-  all of them at once would write the same files concurrently. The others then
-  find it prepared (or, with a data_dir local to each host, prepare their own).
-  """
-  from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  if jax.process_count() > 1:
-    if jax.process_index() == 0:
-      datasets.prepare(config.dataset)
-    multihost_utils.sync_global_devices(f'dataset prepared: {config.dataset.name}')
-  return datasets.load_split(config.dataset, split, process_index=jax.process_index(),
-                             process_count=jax.process_count())
 
 
 def flatten_config(config, prefix: str = '') -> Dict[str, Any]:

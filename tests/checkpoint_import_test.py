@@ -6,6 +6,7 @@ import tensorflow as tf
 from flax import traverse_util
 
 import deeplab_jax
+from deeplab_jax import variables
 from tests_util import write_tf_checkpoint
 import config_files
 
@@ -40,6 +41,12 @@ def test_fine_tuning_to_other_classes_leaves_out_the_logits(tf_checkpoint):
   original = read_all(prefix)
   assert imported['logits/semantic/weights'].shape == (1, 1, 256, 5)
   np.testing.assert_array_equal(imported['aspp0/weights'], original['aspp0/weights'])
+  # What is left out starts from the fresh initialisation of `seed`, as in training.
+  fresh = flat(variables.initial_variables(config, seed=3))
+  left_out = flat(deeplab_jax.import_tf_checkpoint(prefix, config, include_logits=False, seed=3))
+  np.testing.assert_array_equal(left_out['logits/semantic/weights'],
+                                fresh['logits/semantic/weights'])
+  assert np.std(fresh['logits/semantic/weights']) > 0
 
 
 def test_imagenet_backbone_checkpoint_initialises_only_the_backbone(tf_checkpoint, tmp_path):
@@ -66,7 +73,7 @@ def test_mismatch_lists_missing_unexpected_and_misshaped_variables(tf_checkpoint
   message = str(error.value)
   assert 'missing from the checkpoint (1):\n    aspp0/BatchNorm/gamma' in message
   assert 'unexpected in the checkpoint (1):\n    aspp1_depthwise/depthwise_weights' in message
-  assert 'logits/semantic/biases: checkpoint (19,) vs model (21,)' in message
+  assert 'logits/semantic/biases: (19,) in the checkpoint, (21,) in the model' in message
 
 
 def test_missing_checkpoint_names_the_path(tmp_path):

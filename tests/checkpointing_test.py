@@ -9,8 +9,9 @@ import optax
 import pytest
 
 from deeplab_jax import checkpointing
-from deeplab_jax.checkpoint_import import CheckpointMismatchError
+from deeplab_jax import parallel
 from deeplab_jax import train
+from deeplab_jax.variables import CheckpointMismatchError
 
 
 def toy_state(seed=0, width=4, step=0):
@@ -26,7 +27,7 @@ def toy_state(seed=0, width=4, step=0):
   optimizer = optax.sgd(optax.constant_schedule(0.1), momentum=0.9)
   opt_state = optimizer.init(params)
   opt_state = jax.tree.map(lambda x: x + 0.5 if x.dtype == jnp.float32 else x + 3, opt_state)
-  mesh = train.make_mesh()
+  mesh = parallel.make_mesh()
   return jax.device_put(
       train.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
                        batch_stats=batch_stats, opt_state=opt_state),
@@ -100,7 +101,7 @@ def test_checkpoint_of_another_model_fails_naming_the_variables(tmp_path):
   with pytest.raises(CheckpointMismatchError) as error:
     checkpointing.CheckpointManager(str(tmp_path)).restore_latest(toy_state(width=6))
   message = str(error.value)
-  assert 'params/conv/weights: checkpoint shape (3, 4) vs model (3, 6)' in message
+  assert 'params/conv/weights: (3, 4) in the checkpoint, (3, 6) in the model' in message
   assert 'batch_stats/conv/BatchNorm/moving_mean' in message
 
 

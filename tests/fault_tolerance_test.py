@@ -157,18 +157,15 @@ def tiny_config():
 
 def abstract_state(config):
   """A TrainState of ShapeDtypeStructs on the 1-device mesh: the restore template."""
-  from deeplab_jax import train  # pylint: disable=g-import-not-at-top
-  from deeplab_jax.model import create_model  # pylint: disable=g-import-not-at-top
-  model = create_model(config)
-  variables = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jax.numpy.zeros((1, 33, 33, 3)), train=False))
-  params, batch_stats = variables['params'], variables['batch_stats']
-  opt_state = jax.eval_shape(train.create_optimizer(config).init, params)
-  sharding = jax.sharding.NamedSharding(train.make_mesh(), jax.sharding.PartitionSpec())
+  from deeplab_jax import parallel, train, variables  # pylint: disable=g-import-not-at-top
+  sharding = jax.sharding.NamedSharding(parallel.make_mesh(), jax.sharding.PartitionSpec())
   place = lambda tree: jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+  model_variables = variables.abstract_variables(config, sharding)
+  params, batch_stats = model_variables['params'], model_variables['batch_stats']
+  opt_state = jax.eval_shape(train.create_optimizer(config).init, params)
   return train.TrainState(step=place(jax.ShapeDtypeStruct((), jax.numpy.int32)),
-                          params=place(params), batch_stats=place(batch_stats),
+                          params=params, batch_stats=batch_stats,
                           opt_state=place(opt_state))
 
 

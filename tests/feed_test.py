@@ -4,13 +4,14 @@ import jax
 import numpy as np
 
 from deeplab_jax import evaluate
+from deeplab_jax import parallel
 from deeplab_jax import train
 from train_test import random_batch, tiny_config
 
 
 def test_a_uint8_batch_gives_the_same_step_as_its_float32_version():
   config = tiny_config()
-  mesh = train.make_mesh()
+  mesh = parallel.make_mesh()
   float_batch = random_batch(config)
   float_batch['image'] = np.round(float_batch['image'])  # Integer pixels, as uint8 holds.
   uint8_batch = {'image': float_batch['image'].astype(np.uint8),
@@ -19,7 +20,7 @@ def test_a_uint8_batch_gives_the_same_step_as_its_float32_version():
   results = []
   for batch in (float_batch, uint8_batch):
     state = train.create_train_state(config, train.initial_variables(config, mesh), mesh)
-    results.append(jax.device_get(step(state, train.global_batch(batch, mesh))))
+    results.append(jax.device_get(step(state, parallel.global_batch(batch, mesh))))
   (float_state, float_metrics), (uint8_state, uint8_metrics) = results
   assert float(uint8_metrics['loss']) == float(float_metrics['loss'])
   for a, b in zip(jax.tree.leaves(uint8_state), jax.tree.leaves(float_state)):
@@ -27,7 +28,7 @@ def test_a_uint8_batch_gives_the_same_step_as_its_float32_version():
 
 
 def test_prefetch_sends_the_next_batch_before_the_current_one_is_used():
-  mesh = train.make_mesh()
+  mesh = parallel.make_mesh()
   read = []
 
   def batches():
@@ -37,7 +38,7 @@ def test_prefetch_sends_the_next_batch_before_the_current_one_is_used():
              'name': np.array([b'a', b'b'])}
 
   seen = []
-  for host, device in train.prefetch_to_devices(batches(), mesh, keys=('image', 'label')):
+  for host, device in parallel.prefetch_to_devices(batches(), mesh, keys=('image', 'label')):
     assert set(device) == {'image', 'label'} and 'name' in host
     assert isinstance(device['image'], jax.Array) and device['image'].dtype == np.uint8
     index = int(host['image'][0, 0, 0, 0])

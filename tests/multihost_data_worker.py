@@ -23,7 +23,7 @@ jax.distributed.initialize(f'127.0.0.1:{port}', num_processes, process_id)
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
 import config_files  # pylint: disable=g-import-not-at-top
-from deeplab_jax import train  # pylint: disable=g-import-not-at-top
+from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
 
 quickstart = config_files.module('quickstart')
 
@@ -40,7 +40,7 @@ tfds.core.DatasetBuilder.download_and_prepare = counted_prepare
 
 config = quickstart.get_config('tiny')
 config.dataset.data_dir = data_dir
-source = train.load_source(config, config.dataset.train_split)
+source = datasets.load_source(config.dataset, config.dataset.train_split)
 names = [example['name'].decode() for example in tfds.as_numpy(source)]
 with open(os.path.join(out_dir, f'{process_id}.json'), 'w') as f:
   json.dump({'preparations': len(preparations), 'names': names}, f)

@@ -28,7 +28,7 @@ from flax import traverse_util  # pylint: disable=g-import-not-at-top
 from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
 import config_files  # pylint: disable=g-import-not-at-top
-from deeplab_jax import checkpointing, evaluate, train  # pylint: disable=g-import-not-at-top
+from deeplab_jax import checkpointing, evaluate, parallel, train  # pylint: disable=g-import-not-at-top
 
 voc_mnv2 = config_files.module('voc_mnv2')
 
@@ -51,7 +51,7 @@ labels = rng.randint(0, NUM_CLASSES, (NUM_STEPS, GLOBAL_BATCH, CROP, CROP)).asty
 mine = slice(process_id * GLOBAL_BATCH // num_processes,
              (process_id + 1) * GLOBAL_BATCH // num_processes)
 
-mesh = train.make_mesh()
+mesh = parallel.make_mesh()
 assert mesh.size == num_processes * devices, mesh
 state = train.create_train_state(config, train.initial_variables(config, mesh), mesh)
 initial_params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state.params)
@@ -59,7 +59,7 @@ template = train.create_train_state(config, train.initial_variables(config, mesh
 train_step = train.create_train_step(config, mesh)
 step_losses = []
 for step in range(NUM_STEPS):
-  batch = train.global_batch({'image': images[step, mine], 'label': labels[step, mine]}, mesh)
+  batch = parallel.global_batch({'image': images[step, mine], 'label': labels[step, mine]}, mesh)
   state, metrics = train_step(state, batch)
   step_losses.append(float(metrics['loss']))
 

@@ -24,6 +24,7 @@ from deeplab_jax import metrics
 from deeplab_jax import predictor
 from deeplab_jax import scoring
 from deeplab_jax import visualize
+from deeplab_jax.data import datasets
 from deeplab_jax.model import create_model
 from export_test import natural_image
 from predictor_test import make_variables
@@ -236,7 +237,7 @@ def test_slide_evaluation_batches_different_sizes_as_each_image_alone(tiny, tmp_
   assert find(first, natural_image(150, 170, seed=10)) is not None  # At full size.
   matrix = np.asarray(Image.open(tmp_path / 'eval_images' / files[2]))
   np.testing.assert_array_equal(matrix, visualize.confusion_matrix_picture(
-      confusion, evaluate.dataset_info(config)[0],
+      confusion, datasets.output_facts(config)[1],
       f'Confusion matrix at step 3 ({config.dataset.eval_split})'))
   np.testing.assert_array_equal(writer.images['eval/confusion_matrix'][0], matrix)
   table = writer.texts['eval/per_class_iou']

@@ -1,5 +1,6 @@
 """Tests of the train step, the learning-rate schedule, frozen BN and resuming."""
 
+import collections
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import tensorflow as tf
 
 from deeplab_jax import config_defaults as defaults
 from deeplab_jax import checkpointing
+from deeplab_jax import parallel
 from deeplab_jax import train
 from deeplab_jax.model import create_model
 from deeplab_jax.resize import resize_bilinear
@@ -77,7 +79,7 @@ def one_step(config, mesh, batch):
   variables = train.initial_variables(config, mesh)
   state = train.create_train_state(config, variables, mesh)
   step = train.create_train_step(config, mesh)
-  state, metrics = step(state, train.global_batch(batch, mesh))
+  state, metrics = step(state, parallel.global_batch(batch, mesh))
   return jax.device_get(state), jax.device_get(metrics)
 
 
@@ -86,13 +88,13 @@ import numpy as np, jax
 from deeplab_jax.heads import aspp
 aspp.DROPOUT_RATE = 0.0  # Dropout masks depend on the local batch shape.
 import train_test
-from deeplab_jax import train
+from deeplab_jax import parallel
 assert jax.device_count() == 8, jax.devices()
 config = train_test.tiny_config(global_batch_size=8)
 batch = train_test.random_batch(config)
 out = {{}}
 for name, devices in (('one', jax.devices()[:1]), ('eight', jax.devices())):
-  state, metrics = train_test.one_step(config, train.make_mesh(devices), batch)
+  state, metrics = train_test.one_step(config, parallel.make_mesh(devices), batch)
   flat = jax.tree_util.tree_flatten_with_path({{'params': state.params,
                                                 'batch_stats': state.batch_stats}})[0]
   for path, leaf in flat:
@@ -118,7 +120,7 @@ def test_eight_devices_equal_one_device_on_the_same_global_batch(tmp_path, compi
   assert set(one) == set(eight)
   np.testing.assert_allclose(eight['loss'], one['loss'], rtol=1e-5)
   config = tiny_config(global_batch_size=8)
-  initial = train.initial_variables(config, train.make_mesh(jax.devices()[:1]))
+  initial = train.initial_variables(config, parallel.make_mesh(jax.devices()[:1]))
   initial = {jax.tree_util.keystr(p): np.asarray(leaf)
              for p, leaf in jax.tree_util.tree_flatten_with_path(initial)[0]}
   moved, update_norm, difference_norm = 0, 0.0, 0.0
@@ -182,9 +184,9 @@ def test_optimizer_follows_the_schedule_and_momentum():
 def test_unknown_policy_and_indivisible_batch_are_clear_errors():
   with pytest.raises(ValueError, match='learning_policy'):
     train.learning_rate_schedule(tiny_config(learning_policy='cosine'))
-  mesh = train.make_mesh()
+  mesh = parallel.make_mesh()
   with pytest.raises(ValueError, match='global_batch_size=0'):
-    train.check_batch_size(0, mesh)
+    parallel.check_batch_size(0, mesh)
 
 
 def test_frozen_batch_norm_keeps_statistics_but_trains_gamma_beta(tf_checkpoint):
@@ -192,12 +194,12 @@ def test_frozen_batch_norm_keeps_statistics_but_trains_gamma_beta(tf_checkpoint)
   # unit statistics let activations vanish and gamma gradients underflow.
   config = tiny_config(fine_tune_batch_norm=False, init_checkpoint=tf_checkpoint(
       'mnv2_dm05_voc_os16'), **{'model.depth_multiplier': 0.5, 'model.num_classes': 21})
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = parallel.make_mesh(jax.devices()[:1])
   variables = jax.device_get(train.initialise_from_checkpoint(
       config, train.initial_variables(config, mesh), mesh))
   state = train.create_train_state(config, variables, mesh)
   state, _ = train.create_train_step(config, mesh)(
-      state, train.global_batch(random_batch(config), mesh))
+      state, parallel.global_batch(random_batch(config), mesh))
   state = jax.device_get(state)
   for before, after in zip(jax.tree.leaves(variables['batch_stats']),
                            jax.tree.leaves(state.batch_stats)):
@@ -214,7 +216,7 @@ def test_frozen_batch_norm_keeps_statistics_but_trains_gamma_beta(tf_checkpoint)
 
 def test_fine_tuned_batch_norm_updates_statistics():
   config = tiny_config()
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = parallel.make_mesh(jax.devices()[:1])
   variables = jax.device_get(train.initial_variables(config, mesh))
   state, _ = one_step(config, mesh, random_batch(config))
   changed = [not np.array_equal(a, b) for a, b in
@@ -224,14 +226,14 @@ def test_fine_tuned_batch_norm_updates_statistics():
 
 def test_non_finite_loss_names_the_step():
   config = tiny_config()
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = parallel.make_mesh(jax.devices()[:1])
   state = train.create_train_state(config, train.initial_variables(config, mesh), mesh)
   step = train.create_train_step(config, mesh)
   batch = random_batch(config)
   batch['image'][1, 5, 5] = np.nan  # A broken input pixel poisons the step.
   pending = []
   for _ in range(4):
-    state, metrics = step(state, train.global_batch(batch, mesh))
+    state, metrics = step(state, parallel.global_batch(batch, mesh))
     pending.append(metrics)
   with pytest.raises(train.NonFiniteLossError, match=r'at step 1\d'):
     train._check_finite(pending, 10)
@@ -257,13 +259,30 @@ def source_dataset(num_examples, size=(40, 48), num_classes=3, seed=0):
 
 def test_resume_after_interruption_reaches_the_same_parameters(tmp_path, caplog):
   """Also with a weight average (config.ema_decay, issue 17): it is checkpointed,
-  restored on resume, and what evaluation and prediction restore."""
-  config = tiny_config(ema_decay=0.9)
+  restored on resume, and what evaluation and prediction restore. The run's
+  two evaluations trace (and compile) one eval step."""
+  config = tiny_config(ema_decay=0.9, eval_every_steps=2)
   source = source_dataset(6)
   straight = str(tmp_path / 'straight')
-  final = train.train_and_evaluate(config, straight, train_source=source, eval_source=source)
+  events = collections.Counter()
+
+  def count(event, duration, fun_name=None, **unused):
+    del duration, unused
+    events[event, fun_name] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(count)
+  try:
+    with caplog.at_level('INFO', logger='absl'):
+      final = train.train_and_evaluate(config, straight, train_source=source,
+                                       eval_source=source)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(count)
   final = jax.device_get(final)
   assert int(final.step) == 4
+  assert 'Evaluation at step 2' in caplog.text and 'Evaluation at step 4' in caplog.text
+  eval_step = 'per_device_eval_step'  # The per-device function of evaluate.create_eval_step.
+  assert events['/jax/core/compile/jaxpr_trace_duration', eval_step] == 1
+  assert events['/jax/core/compile/backend_compile_duration', f'jit({eval_step})'] <= 1
   # Simulate a crash after step 2: its checkpoint is the last one on disk.
   resumed_dir = str(tmp_path / 'resumed')
   shutil.copytree(straight, resumed_dir)
@@ -285,7 +304,7 @@ def test_resume_after_interruption_reaches_the_same_parameters(tmp_path, caplog)
   steps = checkpointing.CheckpointManager(resumed_dir).all_steps()
   assert steps == [2, 4]
   # The average lags the weights, and is what a reader of the workdir gets.
-  template = jax.device_get(train.initial_variables(config, train.make_mesh()))
+  template = jax.device_get(train.initial_variables(config, parallel.make_mesh()))
   averaged, step = checkpointing.restore_variables(resumed_dir, template, ema=True)
   plain, _ = checkpointing.restore_variables(resumed_dir, template)
   assert step == 4
@@ -307,7 +326,7 @@ def test_accumulated_micro_batches_give_the_whole_batch_gradient(monkeypatch):
   """
   from deeplab_jax.heads import aspp  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(aspp, 'DROPOUT_RATE', 0.0)  # Masks depend on the batch shape.
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = parallel.make_mesh(jax.devices()[:1])
   config = tiny_config(global_batch_size=4, fine_tune_batch_norm=False)
   batch = random_batch(config)
   batch['label'][1] = 255  # Micro-batches with different numbers of labelled pixels.

@@ -16,9 +16,11 @@ hosts at once into one shared `data_dir` races: run `prepare` once first.
 
 import dataclasses
 import os
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -219,6 +221,39 @@ def get_dataset_info(dataset_config) -> DatasetInfo:
                      classes_from=f'{name} has {len(entry.class_names)} classes')
 
 
+def output_facts(config, info: Optional[DatasetInfo] = None
+                 ) -> Tuple[str, Optional[List[str]]]:
+  """(colormap name, class names or None) for pictures, palettes and legends.
+
+  From `info` when the caller has it (resolved once at startup), else from
+  the registry. Never fails: prediction and export may run where the dataset
+  is not (e.g. a custom folder on another machine); then the colormap is the
+  registered dataset's ('pascal' for custom) and the names are None. Names
+  that do not fit `config.model.num_classes` are None too.
+  """
+  if info is None:
+    try:
+      info = get_dataset_info(config.dataset)
+    except Exception as error:  # pylint: disable=broad-except  (TFDS raises many types)
+      logging.info('No dataset info for %s (%s): no class names, the colormap '
+                   'by its name.', config.dataset.name, error)
+  if info is not None:
+    colormap, names = info.colormap, list(info.class_names)
+  else:
+    colormap, names = _registered_colormap(config.dataset), None
+  if names is not None and len(names) != config.model.num_classes:
+    names = None
+  return colormap, names
+
+
+def _registered_colormap(dataset_config) -> str:
+  base, variant = str(dataset_config.name).partition('/')[::2]
+  try:
+    return _TFDS_ENTRIES[base](variant).colormap
+  except (KeyError, ValueError):  # custom, or an unknown name or variant
+    return 'pascal'
+
+
 def largest_image_size(dataset_config, split: str) -> Optional[Tuple[int, int]]:
   """The (height, width) no image of `split` exceeds, without decoding any;
   None where the registry cannot tell (ADE20K's sizes vary freely)."""
@@ -350,3 +385,20 @@ def load_split(dataset_config, split: str, *, process_index: int = 0,
   dataset = builder.as_dataset(split=host_split, shuffle_files=shuffle_files)
   return dataset.map(entry.to_common_example,
                      num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_source(dataset_config, split: str) -> tf.data.Dataset:
+  """This process's shard of `split` (`load_split` for the running JAX processes).
+
+  With several processes, process 0 prepares the dataset while the others
+  wait: the hosts of a pod usually share one data_dir, and preparing it from
+  all of them at once would write the same files concurrently. The others then
+  find it prepared (or, with a data_dir local to each host, prepare their own).
+  """
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      prepare(dataset_config)
+    multihost_utils.sync_global_devices(
+        f'dataset prepared: {dataset_config.name}')
+  return load_split(dataset_config, split, process_index=jax.process_index(),
+                    process_count=jax.process_count())
