@@ -39,12 +39,9 @@ import numpy as np
 from deeplab_jax import canvas
 from deeplab_jax import predictor
 from deeplab_jax import variables as variables_lib
+from deeplab_jax.export_files import EXPORT_FILE, INFO_FILE, SAVED_MODEL_DIR, TFLITE_FILE
 from deeplab_jax.model import create_model
 
-EXPORT_FILE = 'deeplab.jax_export'
-SAVED_MODEL_DIR = 'saved_model'
-TFLITE_FILE = 'model.tflite'
-INFO_FILE = 'export_info.json'
 PLATFORMS = ('cpu', 'tpu', 'cuda')
 INPUT_NAME = 'images'
 FORMAT_VERSION = 1
@@ -253,26 +250,3 @@ def export_from_workdir(config: ml_collections.ConfigDict, workdir: str, output_
                output_dir)
   return export_model(config, variables, output_dir, resize_long_side=resize_long_side,
                       with_probabilities=with_probabilities, tflite=tflite, step=found_step)
-
-
-def read_export(path: str):
-  """(jitted call: uint8 images → {'labels'[, 'probabilities']}, whether it gives
-  probabilities, the export_info dict or {}) of an `EXPORT_FILE` or its directory."""
-  path = os.fspath(path)
-  file = os.path.join(path, EXPORT_FILE) if os.path.isdir(path) else path
-  if not os.path.isfile(file):
-    raise FileNotFoundError(f'No exported model at {file} (write one with --mode=export).')
-  with open(file, 'rb') as f:
-    try:
-      exported = jax_export.deserialize(bytearray(f.read()))
-    except Exception as error:  # pylint: disable=broad-except  (flatbuffer/MLIR errors vary)
-      raise ValueError(f'{file} is not a jax.export artifact: {error}') from error
-  output_names = jax.tree.unflatten(exported.out_tree, range(len(exported.out_avals)))
-  if not isinstance(output_names, dict) or 'labels' not in output_names:
-    raise ValueError(f'{file} was not written by deeplab_jax.export (outputs {output_names}).')
-  info_file = os.path.join(os.path.dirname(file), INFO_FILE)
-  info = {}
-  if os.path.isfile(info_file):
-    with open(info_file) as f:
-      info = json.load(f)
-  return jax.jit(exported.call), 'probabilities' in output_names, info

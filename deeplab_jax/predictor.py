@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from deeplab_jax import canvas
+from deeplab_jax import export_files
 from deeplab_jax import scoring
 from deeplab_jax import variables as variables_lib
 from deeplab_jax.model import create_model
@@ -241,8 +242,7 @@ class Predictor:
     Needs neither the config nor the model code; reads `export_info.json`
     beside the file when it is there.
     """
-    from deeplab_jax import export  # pylint: disable=g-import-not-at-top  (export imports this)
-    call, with_probabilities, info = export.read_export(path)
+    call, with_probabilities, info = export_files.read_export(path)
 
     def probabilities_fn(images):
       outputs = call(images)
