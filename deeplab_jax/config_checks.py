@@ -204,7 +204,7 @@ def check_training(config: ml_collections.ConfigDict, num_devices: int,
   _number_in(config, 'top_k_percent_pixels', 0.0, 1.0, low_open=True)
   _positive_int(config, 'hard_example_mining_step', minimum=0)
   _positive_int(config, 'precise_batch_norm_batches', minimum=0, allow_none=True)
-  _class_weights(config)
+  explicit_class_weights(_get(config, 'class_weights'))
   _positive_int(config, 'log_every_steps')
   _positive_int(config, 'eval_every_steps')
   _positive_int(config, 'checkpoint_every_steps')
@@ -214,19 +214,22 @@ def check_training(config: ml_collections.ConfigDict, num_devices: int,
           'deleted right after it is written')
 
 
-def _class_weights(config) -> None:
-  """None, 'auto', or comma-separated non-negative numbers (their count, one per
-  class, is checked once the class count is known)."""
-  value = _get(config, 'class_weights')
+def explicit_class_weights(value) -> Optional[Tuple[float, ...]]:
+  """The weights of a 'w0,w1,...' `config.class_weights`; None for None or 'auto'.
+
+  Raises ConfigError unless they are non-negative numbers (their count, one
+  per class, is checked where the class count is known).
+  """
   if value is None or value == 'auto':
-    return
+    return None
   try:
-    weights = [float(w) for w in str(value).split(',')]
+    weights = tuple(float(w) for w in str(value).split(','))
   except ValueError:
-    weights = [-1.0]
+    weights = (-1.0,)
   if any(not w >= 0 for w in weights):
     _fail('class_weights', value, "must be 'auto' or comma-separated non-negative numbers, "
           'one per class (e.g. 0.5,1,4)')
+  return weights
 
 
 def check_config(config: ml_collections.ConfigDict, mode: str, num_devices: int,

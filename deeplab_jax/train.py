@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from deeplab_jax import checkpointing
+from deeplab_jax import config_checks
 from deeplab_jax import evaluate
 from deeplab_jax import losses
 from deeplab_jax import parallel
@@ -186,13 +187,11 @@ def resolve_class_weights(config: ml_collections.ConfigDict, train_source=None):
     logging.info('Class weights from the training pixels %s: %s', histogram.tolist(),
                  ', '.join(f'{w:.3g}' for w in weights))
     return weights
-  try:
-    weights = tuple(float(w) for w in str(value).split(','))
-  except ValueError:
-    weights = ()
-  if len(weights) != num_classes or any(w < 0 for w in weights):
-    raise ValueError(f'config.class_weights={value!r}: expected \'auto\' or {num_classes} '
-                     'non-negative comma-separated numbers, one per class.')
+  weights = config_checks.explicit_class_weights(value)
+  if len(weights) != num_classes:
+    raise config_checks.ConfigError(
+        f'config.class_weights={value!r} has {len(weights)} weights for {num_classes} '
+        'classes: give one per class.')
   return weights
 
 
