@@ -99,18 +99,29 @@ def seconds_of(call: Callable[[], Any]):
   return result, time.perf_counter() - start
 
 
-def set_dtype(config, dtype: Optional[str]) -> None:
-  """--dtype=float32|bfloat16 → config.model.dtype (None keeps the config's)."""
-  if dtype:
-    config.model.dtype = dtype
+def define_model_flags(flags) -> None:
+  """The flags both model benchmarks take to change the config's model."""
+  flags.DEFINE_integer('output_stride', None, 'Overrides config.model.output_stride.')
+  flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a config '
+                    'without one, e.g. MobileNetV2 to compare with other v3+ ports.')
+  flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
+                    'Compute dtype (config.model.dtype); parameters stay float32.')
+  flags.DEFINE_enum('depthwise_kernel', None, ['shifted', 'conv'],
+                    'config.model.depthwise_kernel (default: the fastest for the backend).')
+  flags.DEFINE_enum('pointwise_kernel', None, ['matmul', 'conv'],
+                    'config.model.pointwise_kernel (default: the fastest for the backend).')
 
 
-def set_kernels(config, depthwise: Optional[str], pointwise: Optional[str]) -> None:
-  """--depthwise_kernel / --pointwise_kernel → config.model (None keeps the config's)."""
-  if depthwise:
-    config.model.depthwise_kernel = depthwise
-  if pointwise:
-    config.model.pointwise_kernel = pointwise
+def apply_model_flags(config, flag_values) -> None:
+  """`define_model_flags`' values → config.model (a flag left unset keeps the config's)."""
+  model = config.model
+  if flag_values.output_stride is not None:
+    model.output_stride = flag_values.output_stride
+  if flag_values.decoder:
+    model.decoder_output_stride = 4
+  for field in ('dtype', 'depthwise_kernel', 'pointwise_kernel'):
+    if getattr(flag_values, field):
+      model[field] = getattr(flag_values, field)
 
 
 def kernels_of(config) -> Dict[str, str]:

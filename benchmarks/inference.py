@@ -27,16 +27,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('config', None, 'Config file, e.g. configs/voc_mnv2.py.', required=True)
 flags.DEFINE_integer('batch_size', 1, 'Images per call.')
 flags.DEFINE_list('crop_size', None, 'Input size "S" or "H,W" (default: eval_crop_size).')
-flags.DEFINE_integer('output_stride', None, 'Overrides config.model.output_stride.')
-flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a config '
-                  'without one, as train_step.py does.')
+common.define_model_flags(flags)
 flags.DEFINE_enum('output', 'labels', ['labels', 'logits'], 'What the timed function returns.')
-flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
-                  'Compute dtype (config.model.dtype); parameters stay float32.')
-flags.DEFINE_enum('depthwise_kernel', None, ['shifted', 'conv'],
-                  'config.model.depthwise_kernel (default: the fastest for the backend).')
-flags.DEFINE_enum('pointwise_kernel', None, ['matmul', 'conv'],
-                  'config.model.pointwise_kernel (default: the fastest for the backend).')
 flags.DEFINE_integer('repeats', 10, 'Timed calls (the minimum is reported).')
 flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
 
@@ -61,12 +53,7 @@ def main(argv):
   del argv
   common.enable_compilation_cache(FLAGS.compilation_cache_dir)
   config = common.load_config(FLAGS.config)
-  if FLAGS.output_stride is not None:
-    config.model.output_stride = FLAGS.output_stride
-  if FLAGS.decoder:
-    config.model.decoder_output_stride = 4
-  common.set_dtype(config, FLAGS.dtype)
-  common.set_kernels(config, FLAGS.depthwise_kernel, FLAGS.pointwise_kernel)
+  common.apply_model_flags(config, FLAGS)
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.eval_crop_size)
   forward, variables, images, init_seconds = build(config, FLAGS.batch_size, crop_size,
                                                    FLAGS.output)

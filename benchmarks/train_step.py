@@ -28,15 +28,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('config', None, 'Config file, e.g. configs/voc_mnv2.py.', required=True)
 flags.DEFINE_integer('batch_size', None, 'Global batch (default: config.global_batch_size).')
 flags.DEFINE_list('crop_size', None, 'Crop "S" or "H,W" (default: train_crop_size).')
-flags.DEFINE_integer('output_stride', None, 'Overrides config.model.output_stride.')
-flags.DEFINE_bool('decoder', False, 'Adds the stride-4 decoder (DeepLabv3+) to a config '
-                  'without one, e.g. MobileNetV2 to compare with other v3+ ports.')
-flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
-                  'Compute dtype (config.model.dtype); parameters stay float32.')
-flags.DEFINE_enum('depthwise_kernel', None, ['shifted', 'conv'],
-                  'config.model.depthwise_kernel (default: the fastest for the backend).')
-flags.DEFINE_enum('pointwise_kernel', None, ['matmul', 'conv'],
-                  'config.model.pointwise_kernel (default: the fastest for the backend).')
+common.define_model_flags(flags)
 flags.DEFINE_integer('repeats', 8, 'Steps per timed window; the best of 3 windows is reported.')
 flags.DEFINE_string('compilation_cache_dir', None, 'Persistent XLA compilation cache.')
 
@@ -65,14 +57,9 @@ def main(argv):
   del argv
   common.enable_compilation_cache(FLAGS.compilation_cache_dir)
   config = common.load_config(FLAGS.config)
-  if FLAGS.output_stride is not None:
-    config.model.output_stride = FLAGS.output_stride
-  if FLAGS.decoder:
-    config.model.decoder_output_stride = 4
+  common.apply_model_flags(config, FLAGS)
   if FLAGS.batch_size is not None:
     config.global_batch_size = FLAGS.batch_size
-  common.set_dtype(config, FLAGS.dtype)
-  common.set_kernels(config, FLAGS.depthwise_kernel, FLAGS.pointwise_kernel)
   crop_size = common.crop_from_flag(FLAGS.crop_size, config.train_crop_size)
   config.train_crop_size = crop_size
   step, state, place, init_seconds = project_step(config)
