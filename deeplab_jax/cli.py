@@ -213,6 +213,8 @@ def _main():
   from deeplab_jax.data import datasets  # pylint: disable=g-import-not-at-top
   # Once, here; passed down. Logs the class count it takes from the data, and why.
   dataset_info = datasets.resolve_num_classes(config)
+  if mode == 'train':
+    config_checks.check_class_weights_count(config)
   if mode in ('train', 'eval'):
     split = config.dataset.eval_split
     config_checks.check_eval_crop_fits(

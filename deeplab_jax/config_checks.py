@@ -232,6 +232,20 @@ def explicit_class_weights(value) -> Optional[Tuple[float, ...]]:
   return weights
 
 
+def check_class_weights_count(config: ml_collections.ConfigDict) -> Optional[Tuple[float, ...]]:
+  """`explicit_class_weights` of the config, refused unless one per class.
+
+  Needs `config.model.num_classes` (known once the dataset is resolved).
+  """
+  value = _get(config, 'class_weights')
+  weights = explicit_class_weights(value)
+  num_classes = config.model.num_classes
+  if weights is not None and len(weights) != num_classes:
+    raise ConfigError(f'config.class_weights={value!r} has {len(weights)} weights for '
+                      f'{num_classes} classes: give one per class.')
+  return weights
+
+
 def check_config(config: ml_collections.ConfigDict, mode: str, num_devices: int,
                  num_processes: int = 1) -> None:
   """Raises ConfigError for the first setting of `config` that `mode` cannot use."""

@@ -187,12 +187,7 @@ def resolve_class_weights(config: ml_collections.ConfigDict, train_source=None):
     logging.info('Class weights from the training pixels %s: %s', histogram.tolist(),
                  ', '.join(f'{w:.3g}' for w in weights))
     return weights
-  weights = config_checks.explicit_class_weights(value)
-  if len(weights) != num_classes:
-    raise config_checks.ConfigError(
-        f'config.class_weights={value!r} has {len(weights)} weights for {num_classes} '
-        'classes: give one per class.')
-  return weights
+  return config_checks.check_class_weights_count(config)
 
 
 def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weights=None):

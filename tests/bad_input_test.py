@@ -101,6 +101,9 @@ def cases(tmp, custom_folder):
        ['no_such_folder'], 1),
       ([CUSTOM.replace(':tiny', ''), *custom[1:], '--config.eval_crop_size=33,33'],
        ['config.eval_crop_size', '40x50'], 2),
+      # Class weights that do not match the class count the folder gives.
+      ([CUSTOM, f'--config.dataset.data_dir={custom_folder}', '--config.class_weights=1,2'],
+       ['config.class_weights', '2 weights for 3 classes'], 2),
   ]
 
 
