@@ -96,6 +96,25 @@ def test_batch_stats_move_only_when_training_with_batch_norm_fine_tuning(fine_tu
   assert moved == fine_tune_batch_norm
 
 
+def test_image_pooling_window_larger_than_the_features_pools_them_all():
+  # A model trained on 129 crops with image_pooling_crop_size=129 still builds
+  # and predicts on smaller inputs (initialisation uses one, as do tiny images).
+  config = defaults.apply_variant(zoo_config('voc_mnv2'), 'tiny')
+  images = jax.random.uniform(jax.random.key(1), (1, 65, 65, 3)) * 255
+  model = deeplab_jax.create_model(config)
+  variables = model.init(jax.random.key(0), images)
+  config.model.image_pooling_crop_size = (129, 129)
+  windowed = deeplab_jax.create_model(config)
+  # Freshly initialised logits are tiny (~1e-9): compare relative to their size.
+  small_windowed, small_global = windowed.apply(variables, images), model.apply(variables, images)
+  np.testing.assert_allclose(small_windowed, small_global, rtol=1e-4,
+                             atol=1e-4 * np.abs(small_global).max())
+  # On a larger input the window slides, and predictions differ from the global mean's.
+  large = jax.random.uniform(jax.random.key(2), (1, 161, 161, 3)) * 255
+  large_windowed, large_global = windowed.apply(variables, large), model.apply(variables, large)
+  assert np.abs(large_windowed - large_global).max() > 1e-2 * np.abs(large_global).max()
+
+
 @pytest.mark.parametrize('field, value, message', [
     ('backbone', 'vgg16', 'config.model.backbone'),
     ('output_stride', 4, 'config.model.output_stride'),

@@ -43,10 +43,14 @@ class ASPP(nn.Module):
     size = features.shape[1:3]
     branches = []
     if self.add_image_level_feature:
-      if pooling_window is None or tuple(pooling_window) == tuple(size):
+      # A window as large as the features or larger (a crop no bigger than the
+      # pooling crop, e.g. training crops of a model evaluated on larger
+      # canvases) pools them all, as the global mean does.
+      if pooling_window is None or all(w >= s for w, s in zip(pooling_window, size)):
         pooled = jnp.mean(features.astype(jnp.float32), axis=(1, 2), keepdims=True)
       else:
-        pooled = nn.avg_pool(features.astype(jnp.float32), tuple(pooling_window),
+        window = tuple(min(w, s) for w, s in zip(pooling_window, size))
+        pooled = nn.avg_pool(features.astype(jnp.float32), window,
                              strides=tuple(pooling_stride), padding='VALID')
       pooled = conv(DEPTH, name='image_pooling')(pooled.astype(features.dtype), train_bn)
       branches.append(resize_bilinear(pooled, size).astype(self.dtype))
