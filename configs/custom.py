@@ -22,7 +22,8 @@ labels, classes that never occur) with a fix for each.
 
 The model is MobileNetV2 with ASPP and the decoder at output stride 4. The
 recipe below (Adam, narrow scale augmentation, batch-norm statistics
-recomputed before evaluations and checkpoints) is for short runs, from
+recomputed before evaluations and checkpoints, evaluation with flip and
+three scales) is for short runs, from
 scratch or from a checkpoint (`--config.init_checkpoint=...`); the README
 gives both recipes with their measured mean IoU. A MobileNetV2 model-zoo
 checkpoint has no atrous ASPP branches: fine-tune it with
