@@ -83,4 +83,8 @@ def get_config(arg=None):
   # evaluation time.
   config.eval_flip = True
   config.eval_scales = (0.75, 1.0, 1.25)
+  # Six passes over 513x513 canvases: at 8 images per batch evaluation peaked
+  # at 7.8 GB of host memory (image only: 2.4 GB); at 4 it peaks at 4.6 GB and
+  # runs as fast (94 vs 101 s for 120 images on 2 cores).
+  config.eval_batch_size = 4
   return config_defaults.apply_variant(config, arg)
