@@ -43,13 +43,13 @@ class ASPP(nn.Module):
     size = features.shape[1:3]
     branches = []
     if self.add_image_level_feature:
-      # A window as large as the features or larger (a crop no bigger than the
-      # pooling crop, e.g. training crops of a model evaluated on larger
-      # canvases) pools them all, as the global mean does.
-      if pooling_window is None or all(w >= s for w, s in zip(pooling_window, size)):
+      # A window larger than the features (crops smaller than the pooling
+      # crop, or the small sample initialisation traces) is clipped to them.
+      window = tuple(size if pooling_window is None else
+                     (min(w, s) for w, s in zip(pooling_window, size)))
+      if window == tuple(size):
         pooled = jnp.mean(features.astype(jnp.float32), axis=(1, 2), keepdims=True)
       else:
-        window = tuple(min(w, s) for w, s in zip(pooling_window, size))
         pooled = nn.avg_pool(features.astype(jnp.float32), window,
                              strides=tuple(pooling_stride), padding='VALID')
       pooled = conv(DEPTH, name='image_pooling')(pooled.astype(features.dtype), train_bn)
