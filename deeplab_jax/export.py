@@ -218,8 +218,7 @@ def export_model(config: ml_collections.ConfigDict, variables, output_dir: str, 
     raise ValueError(f'--output {output_dir} exists and is not a directory.')
   os.makedirs(output_dir, exist_ok=True)
   # Host copies become constants of the artifacts.
-  variables = jax.device_get({'params': variables['params'],
-                              'batch_stats': variables.get('batch_stats', {})})
+  variables = jax.device_get(variables_lib.model_collections(variables))
   fn = _named_outputs(
       predictor.make_predict_fn(config, resize_long_side=resize_long_side,
                                 with_probabilities=with_probabilities), with_probabilities)

@@ -207,8 +207,7 @@ class Predictor:
     """In-process prediction with `{'params', 'batch_stats'}` of the config's model."""
     if check:
       variables_lib.check_variables(config, variables)
-    variables = jax.device_put({'params': variables['params'],
-                                'batch_stats': variables.get('batch_stats', {})})
+    variables = jax.device_put(variables_lib.model_collections(variables))
     options = dict(resize_long_side=resize_long_side, pad_to_crop=pad_to_crop)
     labels_fn = make_staged_predict_fn(config, variables, **options)
     probabilities_fn = make_staged_predict_fn(config, variables, with_probabilities=True,

@@ -149,8 +149,7 @@ def initialise_from_checkpoint(config, variables, mesh: Mesh):
                  config.initialize_last_layer)
     loaded = checkpointing.load_variables_for_init(
         path, variables, include_logits=config.initialize_last_layer)
-  return parallel.replicate(
-      {'params': loaded['params'], 'batch_stats': loaded.get('batch_stats', {})}, mesh)
+  return parallel.replicate(variables_lib.model_collections(loaded), mesh)
 
 
 # --- The train step ----------------------------------------------------------

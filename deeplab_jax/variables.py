@@ -54,7 +54,8 @@ def named_shapes(tree, prefix: str = '') -> Dict[str, Tuple[int, ...]]:
 
 # --- Building them ---------------------------------------------------------------
 
-def _collections(variables) -> Dict[str, Any]:
+def model_collections(variables) -> Dict[str, Any]:
+  """Just `{'params', 'batch_stats'}` of a variables dict ({} for no batch statistics)."""
   return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
@@ -67,7 +68,7 @@ def abstract_variables(config: ml_collections.ConfigDict, sharding=None) -> Dict
   if sharding is not None:
     shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                           shapes)
-  return _collections(shapes)
+  return model_collections(shapes)
 
 
 def initial_variables(config: ml_collections.ConfigDict, seed: int) -> Dict[str, Any]:
@@ -82,7 +83,7 @@ def initial_variables(config: ml_collections.ConfigDict, seed: int) -> Dict[str,
     # compiles ~4x faster than threefry on CPU for the hundreds of initialisers.
     key = jax.random.key(seed, impl='unsafe_rbg')
     variables = jax.jit(functools.partial(model.init, train=False))(key, sample)
-  return _collections(variables)
+  return model_collections(variables)
 
 
 # --- Checking given ones ---------------------------------------------------------
