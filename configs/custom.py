@@ -62,7 +62,9 @@ def get_config(arg=None):
   # (README, "Your own data", has its measured mean IoU). From random weights
   # in 1,500 steps, momentum SGD barely moves: a PyTorch DeepLabV3+ on a folder
   # of this kind reached mean IoU 0.25 with SGD at 0.01 and 0.76 with Adam at
-  # 2e-3; Adam is the later original's other optimizer, and the quickstart's.
+  # 2e-3 (on seed 3's harder folder, the same peer with Adam at 2e-3: 0.23,
+  # benchmarks/torch_custom_peer.py); Adam is the later original's other
+  # optimizer, and the quickstart's.
   config.optimizer = 'adam'
   # Chosen on the generated folder of seed 2: after 600 steps mean IoU 0.18
   # at 1e-3, 0.22 at 2e-3, 0.24 at 5e-3; after 1,500 steps (with ASPP) 0.59 at
