@@ -123,6 +123,7 @@ def check_model(config: ml_collections.ConfigDict) -> None:
   _number_in(config, 'model.batch_norm_decay', 0.0, 1.0, high_open=True)
   _number_in(config, 'model.backbone_batch_norm_decay', 0.0, 1.0, high_open=True,
              allow_none=True)
+  _choice(config, 'model.zero_init_residual', (True, False))
   _choice(config, 'model.dtype', DTYPES)
   _choice(config, 'model.depthwise_kernel', ('auto', *layers.DEPTHWISE_KERNELS))
   _choice(config, 'model.pointwise_kernel', ('auto', *layers.POINTWISE_KERNELS))
@@ -203,6 +204,12 @@ def check_training(config: ml_collections.ConfigDict, num_devices: int,
   _number_in(config, 'weight_decay', 0.0, 1.0)
   _number_in(config, 'top_k_percent_pixels', 0.0, 1.0, low_open=True)
   _positive_int(config, 'hard_example_mining_step', minimum=0)
+  _number_in(config, 'auxiliary_loss_weight', 0.0, 1e3)
+  if (config.auxiliary_loss_weight > 0 and micro_batches > 1
+      and config.top_k_percent_pixels < 1.0):
+    _fail('auxiliary_loss_weight', config.auxiliary_loss_weight,
+          'cannot be combined with accumulation_steps > 1 and top_k_percent_pixels < 1: '
+          'the micro-batches share one loss normaliser, which the mined pixels would not')
   _positive_int(config, 'precise_batch_norm_batches', minimum=0, allow_none=True)
   explicit_class_weights(_get(config, 'class_weights'))
   _positive_int(config, 'log_every_steps')

@@ -48,6 +48,12 @@ def get_config():
   # The same for the backbone; None keeps its own (0.997 MobileNetV2, 0.9997
   # Xception, 0.95 ResNet).
   model.backbone_batch_norm_decay = placeholder(float)
+  # From scratch: start the last batch norm of every residual branch with
+  # gamma 0, so each residual unit begins as the identity (Goyal et al. 2017;
+  # torchvision's `zero_init_residual`). A loaded checkpoint overrides it. For
+  # ResNet this also starts the decoder's low-level features (a conv3 output)
+  # at zero.
+  model.zero_init_residual = False
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on TPU); parameters stay float32.
   model.remat = False  # Rematerialise backbone blocks to save memory at large crops.
   # How depthwise and 1x1 convs are computed (same results up to rounding):
@@ -113,6 +119,11 @@ def get_config():
   config.upsample_logits = True  # Upsample logits to the labels (else downsample labels).
   config.top_k_percent_pixels = 1.0  # < 1 mines the hardest pixels.
   config.hard_example_mining_step = 0
+  # > 0 adds an auxiliary classifier on the backbone's features, trained with
+  # this weight on its cross-entropy (PSPNet's deep supervision; mmsegmentation
+  # uses 0.4). Predictions do not use it, but its variables are in the
+  # checkpoints: evaluate and predict with the same value. 0 is the original.
+  config.auxiliary_loss_weight = 0.0
   # Per-class loss weights for imbalanced classes: None (unweighted, the
   # original), 'auto' (median-frequency balancing of the training split's
   # pixel histogram, scaled to a mean pixel weight of 1) or 'w0,w1,...'. Each

@@ -33,6 +33,9 @@ class BatchNormSettings:
   epsilon: float
   # Mesh axis to average batch statistics over (sync BN), or None.
   axis_name: Optional[str] = None
+  # γ's starting value: 0 for the last batch norm of a residual branch makes
+  # the unit start as the identity (`zero_init_residual`).
+  initial_gamma: float = 1.0
 
 
 def _pair(value: Rate) -> Tuple[int, int]:
@@ -137,12 +140,14 @@ def host_initial_variables(module: nn.Module, sample, seed: int, **kwargs):
   every host and backend. None if some variable has neither (e.g. a kernel
   initialiser without `host`): the caller then initialises on the device.
   """
-  kernel_inits = {}
+  kernel_inits, gammas = {}, {}
 
   def record(next_fun, args, call_kwargs, context):
     init = getattr(context.module, 'kernel_init', None)
     if context.method_name == '__call__' and hasattr(init, 'host'):
       kernel_inits[tuple(context.module.path)] = init
+    if context.method_name == '__call__' and isinstance(context.module, BatchNorm):
+      gammas[tuple(context.module.path)] = context.module.settings.initial_gamma
     return next_fun(*args, **call_kwargs)
 
   with nn.intercept_methods(record):
@@ -156,6 +161,8 @@ def host_initial_variables(module: nn.Module, sample, seed: int, **kwargs):
     if init is not None:
       rng = np.random.default_rng([seed, zlib.crc32('/'.join(keys[1:]).encode())])
       values.append(init.host(rng, leaf.shape).astype(leaf.dtype))
+    elif name == 'gamma' and keys[1:-1] in gammas:
+      values.append(np.full(leaf.shape, gammas[keys[1:-1]], leaf.dtype))
     elif name in INITIAL_CONSTANTS:
       values.append(np.full(leaf.shape, INITIAL_CONSTANTS[name], leaf.dtype))
     else:
@@ -358,7 +365,8 @@ class BatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     channels = x.shape[-1]
-    gamma = self.param('gamma', _constant('gamma'), (channels,), jnp.float32)
+    gamma = self.param('gamma', nn.initializers.constant(self.settings.initial_gamma),
+                       (channels,), jnp.float32)
     beta = self.param('beta', _constant('beta'), (channels,), jnp.float32)
     moving_mean = self.variable('batch_stats', 'moving_mean', _constant('moving_mean'), None,
                                 (channels,), jnp.float32)

@@ -14,6 +14,7 @@ import ml_collections
 from deeplab_jax import config_checks
 from deeplab_jax.backbones import create_backbone
 from deeplab_jax.heads.aspp import ASPP, image_pooling_window
+from deeplab_jax.heads.auxiliary import AuxiliaryHead
 from deeplab_jax.heads.decoder import Decoder
 from deeplab_jax.heads.dense_prediction_cell import Branch, DensePredictionCell, load_cell_config
 from deeplab_jax.layers import BatchNormSettings, Conv2DWithBias, Kernels, fastest_kernels
@@ -47,10 +48,15 @@ class DeepLab(nn.Module):
   dense_prediction_cell: Optional[Tuple[Branch, ...]] = None
   decoder_output_stride: Optional[int] = None
   decoder_use_separable_conv: bool = True
+  # Deep supervision (heads/auxiliary.py): in training, logits of a second
+  # classifier on the backbone's features are sown as
+  # ('intermediates', 'auxiliary_logits') for their own loss term.
+  auxiliary_head: bool = False
   image_pyramid: Tuple[float, ...] = (1.0,)
   merge_method: str = 'max'
   batch_norm_decay: float = 0.9997  # The head's (ASPP, DPC, decoder).
   backbone_batch_norm_decay: Optional[float] = None  # None: the backbone's own.
+  zero_init_residual: bool = False  # See config_defaults.
   fine_tune_batch_norm: bool = True  # False: batch norm uses its moving statistics in training.
   bn_axis_name: Optional[str] = None  # Mesh axis of sync batch norm.
   dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
@@ -61,7 +67,8 @@ class DeepLab(nn.Module):
     self.backbone_module = create_backbone(
         self.backbone, output_stride=self.output_stride, depth_multiplier=self.depth_multiplier,
         multi_grid=self.multi_grid, bn_axis_name=self.bn_axis_name, dtype=self.dtype,
-        remat=self.remat, bn_decay=self.backbone_batch_norm_decay, kernels=self.kernels)
+        remat=self.remat, bn_decay=self.backbone_batch_norm_decay, kernels=self.kernels,
+        zero_init_residual=self.zero_init_residual)
     # ASPP, DPC and decoder share these; the backbones keep their own constants.
     head_bn = BatchNormSettings(decay=self.batch_norm_decay, epsilon=1e-5,
                                 axis_name=self.bn_axis_name)
@@ -78,6 +85,9 @@ class DeepLab(nn.Module):
     if self.decoder_output_stride is not None:
       self.decoder = Decoder(self.decoder_use_separable_conv, bn=head_bn, dtype=self.dtype,
                              kernels=self.kernels, name='decoder')
+    if self.auxiliary_head:
+      self.auxiliary = AuxiliaryHead(self.num_classes, bn=head_bn, dtype=self.dtype,
+                                     kernels=self.kernels, name='auxiliary')
     self.logits = Conv2DWithBias(self.num_classes, kernels=self.kernels, name='logits/semantic')
 
   @property
@@ -118,6 +128,9 @@ class DeepLab(nn.Module):
     crop = images.shape[1:3]
     features, low_level = self.backbone_module(normalize_images(images).astype(self.dtype),
                                                train_bn)
+    if self.auxiliary_head and (train or self.is_initializing()):
+      self.sow('intermediates', 'auxiliary_logits',
+               self.auxiliary(features, train_bn=train_bn, train=train))
     if self.dense_prediction_cell:
       y = self.cell(features, train_bn=train_bn, train=train, pooling_crop_size=pooling_crop)
     else:
@@ -163,10 +176,12 @@ def create_model(config: ml_collections.ConfigDict, bn_axis_name: Optional[str] 
                              if model.dense_prediction_cell else None),
       decoder_output_stride=model.decoder_output_stride,
       decoder_use_separable_conv=model.decoder_use_separable_conv,
+      auxiliary_head=config.auxiliary_loss_weight > 0,
       image_pyramid=tuple(model.image_pyramid or (1.0,)),
       merge_method=model.merge_method,
       batch_norm_decay=model.batch_norm_decay,
       backbone_batch_norm_decay=model.backbone_batch_norm_decay,
+      zero_init_residual=model.zero_init_residual,
       fine_tune_batch_norm=config.fine_tune_batch_norm,
       bn_axis_name=bn_axis_name,
       dtype=jnp.dtype(model.dtype),

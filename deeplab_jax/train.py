@@ -209,6 +209,7 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
       last_layers_contain_logits_only=config.last_layers_contain_logits_only)
 
   accumulation_steps = int(config.get('accumulation_steps', 1))
+  auxiliary_loss_weight = float(config.auxiliary_loss_weight)
 
   def per_device_step(state: TrainState, batch):
     batch = {'image': batch['image'].astype(jnp.float32),
@@ -220,22 +221,27 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
     if accumulation_steps > 1:
       return _accumulated_step(state, batch, dropout_rng)
 
+    def mean_cross_entropy(logits, loss_weight=1.0):
+      loss_sum, count = losses.cross_entropy_sums(logits, batch['label'], step=state.step,
+                                                  loss_weight=loss_weight, **loss_options)
+      return losses.safe_divide(jax.lax.psum(loss_sum, parallel.DATA_AXIS),
+                                jax.lax.psum(count, parallel.DATA_AXIS))
+
     def loss_fn(params):
       outputs, updates = model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
-          mutable=['batch_stats'], rngs={'dropout': dropout_rng},
+          mutable=['batch_stats', 'intermediates'], rngs={'dropout': dropout_rng},
           method=DeepLab.multi_scale_logits)
       # The original sums one loss per output (each pyramid scale and the merge).
-      cross_entropy = jnp.float32(0.0)
-      for logits in outputs.values():
-        loss_sum, count = losses.cross_entropy_sums(logits, batch['label'], step=state.step,
-                                                    **loss_options)
-        cross_entropy += losses.safe_divide(jax.lax.psum(loss_sum, parallel.DATA_AXIS),
-                                            jax.lax.psum(count, parallel.DATA_AXIS))
+      cross_entropy = sum(mean_cross_entropy(logits) for logits in outputs.values())
+      # One auxiliary term per pyramid scale, weighted (not in `cross_entropy`,
+      # which stays comparable with runs without the auxiliary head).
+      auxiliary = sum(mean_cross_entropy(logits, auxiliary_loss_weight) for logits in
+                      updates.get('intermediates', {}).get('auxiliary_logits', ()))
       # Replicated: added once to the global loss (one global batch, so the
       # original's division by the number of clones does not apply).
       l2 = losses.l2_regularization(params, config.weight_decay)
-      return cross_entropy + l2, (cross_entropy, l2, updates.get('batch_stats', {}))
+      return cross_entropy + auxiliary + l2, (cross_entropy, l2, updates.get('batch_stats', {}))
 
     (loss, (cross_entropy, l2, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
@@ -255,33 +261,44 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
         batch)
 
     def micro_step(carry, inputs):
-      grad_sum, loss_sum, count, batch_stats = carry
+      grad_sum, cross_entropy_sum, auxiliary_sum, count, batch_stats = carry
       index, micro = inputs
 
       def sum_fn(params):
         logits, updates = model.apply(
             {'params': params, 'batch_stats': batch_stats}, micro['image'], train=True,
-            mutable=['batch_stats'], rngs={'dropout': jax.random.fold_in(dropout_rng, index)})
+            mutable=['batch_stats', 'intermediates'],
+            rngs={'dropout': jax.random.fold_in(dropout_rng, index)})
         micro_sum, micro_count = losses.cross_entropy_sums(logits, micro['label'],
                                                            step=state.step, **loss_options)
-        return jax.lax.psum(micro_sum, parallel.DATA_AXIS), (
-            jax.lax.psum(micro_count, parallel.DATA_AXIS),
-            updates.get('batch_stats', batch_stats))
+        # Without pixel mining the auxiliary term counts the same pixels, so
+        # the one division below is exact for it too (config_checks refuses
+        # mining with both).
+        micro_auxiliary = sum(
+            losses.cross_entropy_sums(logits, micro['label'], step=state.step,
+                                      loss_weight=auxiliary_loss_weight, **loss_options)[0]
+            for logits in updates.get('intermediates', {}).get('auxiliary_logits', ()))
+        sums = jax.lax.psum(
+            jnp.stack([micro_sum, jnp.asarray(micro_auxiliary, jnp.float32), micro_count]),
+            parallel.DATA_AXIS)
+        return sums[0] + sums[1], (sums, updates.get('batch_stats', batch_stats))
 
-      (micro_sum, (micro_count, batch_stats)), grads = jax.value_and_grad(
-          sum_fn, has_aux=True)(state.params)
-      return (jax.tree.map(jnp.add, grad_sum, grads), loss_sum + micro_sum,
-              count + micro_count, batch_stats), None
+      (_, (sums, batch_stats)), grads = jax.value_and_grad(sum_fn, has_aux=True)(state.params)
+      return (jax.tree.map(jnp.add, grad_sum, grads), cross_entropy_sum + sums[0],
+              auxiliary_sum + sums[1], count + sums[2], batch_stats), None
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
-    (grad_sum, loss_sum, count, batch_stats), _ = jax.lax.scan(
-        micro_step, (zeros, jnp.float32(0.0), jnp.float32(0.0), state.batch_stats),
+    (grad_sum, cross_entropy_sum, auxiliary_sum, count, batch_stats), _ = jax.lax.scan(
+        micro_step, (zeros, jnp.float32(0.0), jnp.float32(0.0), jnp.float32(0.0),
+                     state.batch_stats),
         (jnp.arange(accumulation_steps), micro_batches))
-    cross_entropy = losses.safe_divide(loss_sum, count)
+    cross_entropy = losses.safe_divide(cross_entropy_sum, count)
+    auxiliary = losses.safe_divide(auxiliary_sum, count)
     l2, l2_grads = jax.value_and_grad(losses.l2_regularization)(state.params,
                                                                 config.weight_decay)
     grads = jax.tree.map(lambda g, g2: losses.safe_divide(g, count) + g2, grad_sum, l2_grads)
-    return _apply_gradients(state, grads, batch_stats, cross_entropy + l2, cross_entropy, l2)
+    return _apply_gradients(state, grads, batch_stats, cross_entropy + auxiliary + l2,
+                            cross_entropy, l2)
 
   def _apply_gradients(state, grads, batch_stats, loss, cross_entropy, l2):
     # No psum/pmean of grads here: see the module docstring.

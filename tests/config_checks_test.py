@@ -59,7 +59,8 @@ def test_batch_sizes_must_split_evenly_over_devices_and_processes():
     ('train_crop_size', (513,)), ('model.output_stride', 4), ('model.multi_grid', (1, 2)),
     ('model.batch_norm_decay', 1.0), ('learning_policy', 'cosine'), ('momentum', 1.5),
     ('scale_factor_step_size', -0.25), ('eval_flip', 'yes'), ('precise_batch_norm_batches', -1),
-    ('class_weights', '1,x'), ('class_weights', '1,-2'),
+    ('class_weights', '1,x'), ('class_weights', '1,-2'), ('auxiliary_loss_weight', -0.4),
+    ('model.zero_init_residual', 'yes'),
 ])
 def test_a_bad_value_names_its_field(field, value):
   config = shipped_config('voc_mnv2')
@@ -68,6 +69,16 @@ def test_a_bad_value_names_its_field(field, value):
   with target.ignore_type():
     setattr(target, leaf, value)
   with pytest.raises(config_checks.ConfigError, match=rf'^config\.{field}='):
+    config_checks.check_config(config, 'train', num_devices=1)
+
+
+def test_an_auxiliary_loss_with_micro_batches_refuses_pixel_mining():
+  config = shipped_config('voc_mnv2')
+  config.auxiliary_loss_weight, config.accumulation_steps = 0.4, 2
+  config_checks.check_config(config, 'train', num_devices=1)
+  config.top_k_percent_pixels = 0.25
+  with pytest.raises(config_checks.ConfigError, match=r'^config\.auxiliary_loss_weight=0\.4 '
+                     r'cannot be combined with accumulation_steps > 1 and top_k_percent_pixels'):
     config_checks.check_config(config, 'train', num_devices=1)
 
 

@@ -172,3 +172,60 @@ def test_argmax_classes_equals_jnp_argmax_with_ties_to_the_first():
   assert labels.dtype == jnp.int32
   np.testing.assert_array_equal(labels, jnp.argmax(scores, axis=-1))
   assert labels[0, 0, 0] == 5
+
+
+# The last batch norm of every residual branch, by backbone: MobileNetV2's
+# stride-1 blocks that keep their width (10 of 17), every ResNet bottleneck,
+# and the Xception modules with a skip (not exit_flow/block2).
+@pytest.mark.parametrize('backbone, last_bn, count', [
+    ('mobilenet_v2', '/project/BatchNorm/gamma', 10),
+    ('resnet_v1_50_beta', '/conv3/BatchNorm/gamma', 16),
+    ('xception_41', '/separable_conv3_pointwise/BatchNorm/gamma', 12),
+])
+def test_zero_init_residual_zeroes_the_last_batch_norm_of_each_residual_branch(
+    backbone, last_bn, count):
+  from deeplab_jax import variables as variables_lib  # pylint: disable=g-import-not-at-top
+  config = zoo_config('voc_mnv2', backbone=backbone, decoder_output_stride=4)
+  default = traverse_util.flatten_dict(variables_lib.initial_variables(config, 0), sep='/')
+  config.model.zero_init_residual = True
+  zeroed = traverse_util.flatten_dict(variables_lib.initial_variables(config, 0), sep='/')
+  assert all(np.all(v == 1) for n, v in default.items() if n.endswith('/gamma'))
+  zero_names = sorted(n for n, v in zeroed.items() if n.endswith('/gamma') and not np.any(v))
+  assert len(zero_names) == count and all(n.endswith(last_bn) for n in zero_names)
+  if backbone == 'xception_41':
+    assert not any('exit_flow/block2' in n for n in zero_names)
+  # Everything else starts as before, and the device initialisers agree.
+  for name, value in zeroed.items():
+    if name not in zero_names:
+      np.testing.assert_array_equal(value, default[name], err_msg=name)
+  if backbone == 'mobilenet_v2':
+    model = deeplab_jax.create_model(config)
+    device = traverse_util.flatten_dict(jax.jit(
+        lambda key: model.init(key, jnp.zeros((1, 33, 33, 3))))(jax.random.key(0)), sep='/')
+    assert sorted(n for n, v in device.items()
+                  if n.endswith('/gamma') and not np.any(v)) == zero_names
+
+
+def test_zero_init_residual_mobilenet_v2_blocks_start_as_the_identity():
+  config = zoo_config('voc_mnv2', zero_init_residual=True)
+  from deeplab_jax import variables as variables_lib  # pylint: disable=g-import-not-at-top
+  images = jax.random.uniform(jax.random.key(1), (1, 65, 65, 3)) * 255
+
+  def block_outputs():
+    _, state = deeplab_jax.create_model(config).apply(
+        variables_lib.initial_variables(config, 0), images, capture_intermediates=True,
+        mutable=['intermediates'])
+    return state['intermediates']['MobilenetV2']
+
+  outputs = block_outputs()
+  # expanded_conv_2 (the 24-channel group's second unit) and _5 (the 32-channel
+  # group's third) are residual: their outputs equal their inputs.
+  for block, previous in (('expanded_conv_2', 'expanded_conv_1'),
+                          ('expanded_conv_5', 'expanded_conv_4')):
+    np.testing.assert_array_equal(outputs[block]['__call__'][0][0],
+                                  outputs[previous]['__call__'][0][0])
+  # Without the option a residual block changes its input.
+  config.model.zero_init_residual = False
+  outputs = block_outputs()
+  assert not np.allclose(outputs['expanded_conv_2']['__call__'][0][0],
+                         outputs['expanded_conv_1']['__call__'][0][0])

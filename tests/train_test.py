@@ -439,3 +439,42 @@ def test_auto_class_weights_come_from_the_training_folders_pixel_histogram(tmp_p
   config.class_weights = '1,2'
   with pytest.raises(ValueError, match='config.class_weights'):
     train.resolve_class_weights(config, source)
+
+
+def test_auxiliary_head_adds_its_weighted_loss_in_training_only(monkeypatch):
+  """config.auxiliary_loss_weight: loss = cross-entropy + w·auxiliary cross-entropy
+  + L2; the head trains, inference ignores it, and micro-batches agree."""
+  from deeplab_jax import losses  # pylint: disable=g-import-not-at-top
+  from deeplab_jax.heads import aspp, auxiliary  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(aspp, 'DROPOUT_RATE', 0.0)
+  monkeypatch.setattr(auxiliary, 'DROPOUT_RATE', 0.0)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  assert 'auxiliary' not in train.initial_variables(tiny_config(), mesh)['params']
+  # Frozen batch norm: the step's loss can be recomputed from the initial variables.
+  config = tiny_config(auxiliary_loss_weight=0.4, fine_tune_batch_norm=False,
+                       global_batch_size=4)
+  batch = random_batch(config)
+  initial = jax.device_get(train.initial_variables(config, mesh))
+  state, metrics = one_step(config, mesh, batch)
+
+  model = create_model(config)
+  _, intermediates = model.apply(initial, batch['image'], train=True,
+                                 mutable=['intermediates'], rngs={'dropout': jax.random.key(0)})
+  (auxiliary_logits,) = intermediates['intermediates']['auxiliary_logits']
+  loss_sum, count = losses.cross_entropy_sums(auxiliary_logits, batch['label'], num_classes=3)
+  np.testing.assert_allclose(
+      metrics['loss'] - metrics['cross_entropy'] - metrics['l2_loss'],
+      0.4 * loss_sum / count, rtol=1e-4)
+  start = initial['params']['auxiliary']['logits']['weights']
+  assert not np.allclose(state.params['auxiliary']['logits']['weights'], start)
+
+  # Inference does not run the head: changing it changes no logits.
+  changed = jax.tree.map(lambda x: x, initial)
+  changed['params']['auxiliary'] = jax.tree.map(lambda x: x + 1.0, initial['params']['auxiliary'])
+  np.testing.assert_array_equal(model.apply(changed, batch['image']),
+                                model.apply(initial, batch['image']))
+
+  config.accumulation_steps = 2
+  _, accumulated = one_step(config, mesh, batch)
+  for key in ('loss', 'cross_entropy', 'grad_norm'):
+    np.testing.assert_allclose(accumulated[key], metrics[key], rtol=1e-4, err_msg=key)

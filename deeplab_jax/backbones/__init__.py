@@ -20,14 +20,17 @@ BACKBONES = ('mobilenet_v2', 'xception_41', 'xception_65', 'xception_71',
 def create_backbone(name: str, *, output_stride: int = 16, depth_multiplier: float = 1.0,
                     multi_grid: Sequence[int] = (1, 1, 1), bn_axis_name: Optional[str] = None,
                     dtype=jnp.float32, remat: bool = False, bn_decay: Optional[float] = None,
-                    kernels: Kernels = Kernels()):
+                    kernels: Kernels = Kernels(), zero_init_residual: bool = False):
   """The backbone module `name` (one of BACKBONES) under its original scope name.
 
   `depth_multiplier` is MobileNetV2's, `multi_grid` the others' (the unit
   rates of the last block); `bn_decay=None` keeps the backbone's own.
+  `zero_init_residual` starts the last batch norm of every residual branch
+  with gamma 0 (each unit begins as the identity).
   """
   common = dict(output_stride=output_stride, bn_axis_name=bn_axis_name, dtype=dtype,
-                remat=remat, bn_decay=bn_decay, kernels=kernels)
+                remat=remat, bn_decay=bn_decay, kernels=kernels,
+                zero_init_residual=zero_init_residual)
   if name == 'mobilenet_v2':
     return MobileNetV2(depth_multiplier=depth_multiplier, name='MobilenetV2', **common)
   if name in ('xception_41', 'xception_65', 'xception_71'):

@@ -4,6 +4,7 @@ Scope names follow slim's `MobilenetV2/{Conv, expanded_conv, expanded_conv_1,
 …}/{expand, depthwise, project}`; `Conv_1` (1×1 to 1280) is not built.
 """
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -38,6 +39,7 @@ class ExpandedConv(nn.Module):
   bn: BatchNormSettings
   dtype: jnp.dtype = jnp.float32
   kernels: Kernels = Kernels()
+  zero_init_residual: bool = False  # Start `project`'s gamma at 0 where there is a residual.
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -53,8 +55,11 @@ class ExpandedConv(nn.Module):
     y = conv(None, kernel_size=3, stride=self.stride, rate=self.rate, depthwise=True,
              name='depthwise')(y, train)
     depthwise_output = y
-    y = conv(self.out_channels, activation=None, name='project')(y, train)
-    if self.stride == 1 and in_channels == self.out_channels:
+    residual = self.stride == 1 and in_channels == self.out_channels
+    project_bn = (dataclasses.replace(self.bn, initial_gamma=0.0)
+                  if residual and self.zero_init_residual else self.bn)
+    y = conv(self.out_channels, activation=None, bn=project_bn, name='project')(y, train)
+    if residual:
       y = y + x
     return y, depthwise_output
 
@@ -68,6 +73,7 @@ class MobileNetV2(nn.Module):
   remat: bool = False
   bn_decay: Optional[float] = None  # None: this backbone's own constant.
   kernels: Kernels = Kernels()
+  zero_init_residual: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -92,7 +98,9 @@ class MobileNetV2(nn.Module):
         index = layer - 1
         name = 'expanded_conv' if index == 0 else f'expanded_conv_{index}'
         x, depthwise_output = block_cls(depth(channels), expansion, stride, rate, bn,
-                                        self.dtype, kernels=self.kernels, name=name)(x, train)
+                                        self.dtype, kernels=self.kernels,
+                                        zero_init_residual=self.zero_init_residual,
+                                        name=name)(x, train)
         layer += 1
         if layer == _LOW_LEVEL_LAYER:
           low_level = depthwise_output

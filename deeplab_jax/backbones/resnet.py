@@ -5,6 +5,7 @@ Variables are named `conv1_{1,2,3}/…` and `block<b>/unit_<u>/bottleneck_v1/
 (`resnet_v1_50` / `resnet_v1_101`, the same scopes as the non-beta nets).
 """
 
+import dataclasses
 import functools
 from typing import Optional, Sequence
 
@@ -38,6 +39,7 @@ class Bottleneck(nn.Module):
   bn: BatchNormSettings
   dtype: jnp.dtype = jnp.float32
   kernels: Kernels = Kernels()
+  zero_init_residual: bool = False  # Start `conv3`'s gamma at 0.
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -51,7 +53,9 @@ class Bottleneck(nn.Module):
     y = conv(self.depth // 4, name='conv1')(x, train)
     y = conv(self.depth // 4, kernel_size=3, stride=self.stride, rate=self.rate,
              padding='FIXED' if self.stride > 1 else 'SAME', name='conv2')(y, train)
-    conv3 = conv(self.depth, activation=None, name='conv3')(y, train)
+    conv3_bn = (dataclasses.replace(self.bn, initial_gamma=0.0) if self.zero_init_residual
+                else self.bn)
+    conv3 = conv(self.depth, activation=None, bn=conv3_bn, name='conv3')(y, train)
     return nn.relu(shortcut + conv3), conv3
 
 
@@ -70,6 +74,7 @@ class ResNetV1Beta(nn.Module):
   remat: bool = False
   bn_decay: Optional[float] = None  # None: this backbone's own constant.
   kernels: Kernels = Kernels()
+  zero_init_residual: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -106,7 +111,7 @@ class ResNetV1Beta(nn.Module):
       stride, rate = schedule.next(nominal_stride)
       scope = f'block{block + 1}'
       x, conv3 = unit_cls(4 * _BASE_DEPTHS[block], stride, rate * unit_rate, bn, self.dtype,
-                          self.kernels,
+                          self.kernels, self.zero_init_residual,
                           name=f'{scope}/unit_{index_in_block}/bottleneck_v1')(x, train)
       if (scope, index_in_block) == LOW_LEVEL_UNIT:
         low_level = conv3

@@ -78,12 +78,16 @@ class XceptionModule(nn.Module):
   bn: BatchNormSettings
   dtype: jnp.dtype = jnp.float32
   kernels: Kernels = Kernels()
+  # Start the last pointwise conv's gamma at 0 where there is a skip.
+  zero_init_residual: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
     conv = functools.partial(ConvBN, bn=self.bn, kernel_init=_KERNEL_INIT, dtype=self.dtype,
                              kernels=self.kernels,
                              activation=nn.relu if self.activation_inside else None)
+    last_bn = (dataclasses.replace(self.bn, initial_gamma=0.0)
+               if self.zero_init_residual and self.skip != 'none' else self.bn)
     y = x
     conv2_output = None
     for i, depth in enumerate(self.depths):
@@ -94,7 +98,8 @@ class XceptionModule(nn.Module):
       y = conv(None, kernel_size=3, stride=stride, rate=self.rate * self.unit_rates[i],
                padding='FIXED' if stride > 1 else 'SAME', depthwise=True,
                name=f'separable_conv{i + 1}_depthwise')(y, train)
-      y = conv(depth, name=f'separable_conv{i + 1}_pointwise')(y, train)
+      y = conv(depth, bn=last_bn if i == 2 else self.bn,
+               name=f'separable_conv{i + 1}_pointwise')(y, train)
       if i == 1:
         conv2_output = y
     if self.skip == 'conv':
@@ -120,6 +125,7 @@ class Xception(nn.Module):
   remat: bool = False
   bn_decay: Optional[float] = None  # None: this backbone's own constant.
   kernels: Kernels = Kernels()
+  zero_init_residual: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -151,13 +157,13 @@ class Xception(nn.Module):
           and not self.is_initializing() and spec.scope != LOW_LEVEL_BLOCK[self.variant]):
         unit = XceptionModule(spec.depths, spec.skip, *placements[0], unit_rates,
                               spec.activation_inside, bn, self.dtype, self.kernels,
-                              parent=None)
+                              self.zero_init_residual, parent=None)
         x = scan_units(self, unit, names, x, train, self.remat)
         continue
       for (stride, rate), name in zip(placements, names):
         x, conv2_output = module_cls(
             spec.depths, spec.skip, stride, rate, unit_rates, spec.activation_inside, bn,
-            self.dtype, self.kernels, name=name)(x, train)
+            self.dtype, self.kernels, self.zero_init_residual, name=name)(x, train)
         if spec.scope == LOW_LEVEL_BLOCK[self.variant]:
           low_level = conv2_output
     return x, low_level
