@@ -33,6 +33,12 @@ original's recipe is `--config.optimizer=momentum
 --config.learning_rate=0.007 --config.min_scale_factor=0.5
 --config.max_scale_factor=2.0`.
 `--config=configs/custom.py:tiny` gives a small local variant for CPU.
+
+From scratch, the best short runs measured so far add
+`--config.model.dense_prediction_cell=cityscapes
+--config.auxiliary_loss_weight=0.4 --config.model.zero_init_residual=true`
+(+0.04 to +0.17 mean IoU in three matched runs; README, "Your own data");
+pass them again to evaluate and predict.
 """
 
 import ml_collections
