@@ -37,7 +37,7 @@ original's recipe is `--config.optimizer=momentum
 From scratch, the best short runs measured so far add
 `--config.model.dense_prediction_cell=cityscapes
 --config.auxiliary_loss_weight=0.4 --config.model.zero_init_residual=true`
-(+0.04 to +0.17 mean IoU in three matched runs; README, "Your own data");
+(+0.04 to +0.22 mean IoU in four matched runs; README, "Your own data");
 pass them again to evaluate and predict.
 """
 
