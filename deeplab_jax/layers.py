@@ -143,11 +143,12 @@ def host_initial_variables(module: nn.Module, sample, seed: int, **kwargs):
   kernel_inits, gammas = {}, {}
 
   def record(next_fun, args, call_kwargs, context):
-    init = getattr(context.module, 'kernel_init', None)
-    if context.method_name == '__call__' and hasattr(init, 'host'):
-      kernel_inits[tuple(context.module.path)] = init
-    if context.method_name == '__call__' and isinstance(context.module, BatchNorm):
-      gammas[tuple(context.module.path)] = context.module.settings.initial_gamma
+    if context.method_name == '__call__':
+      path, init = tuple(context.module.path), getattr(context.module, 'kernel_init', None)
+      if hasattr(init, 'host'):
+        kernel_inits[path] = init
+      if isinstance(context.module, BatchNorm):
+        gammas[path] = context.module.settings.initial_gamma
     return next_fun(*args, **call_kwargs)
 
   with nn.intercept_methods(record):

@@ -189,6 +189,11 @@ def resolve_class_weights(config: ml_collections.ConfigDict, train_source=None):
   return config_checks.check_class_weights_count(config)
 
 
+def _auxiliary_logits(updates):
+  """The auxiliary head's logits (one per pyramid scale) sown in a training apply."""
+  return updates.get('intermediates', {}).get('auxiliary_logits', ())
+
+
 def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weights=None):
   """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh.
 
@@ -236,8 +241,8 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
       cross_entropy = sum(mean_cross_entropy(logits) for logits in outputs.values())
       # One auxiliary term per pyramid scale, weighted (not in `cross_entropy`,
       # which stays comparable with runs without the auxiliary head).
-      auxiliary = sum(mean_cross_entropy(logits, auxiliary_loss_weight) for logits in
-                      updates.get('intermediates', {}).get('auxiliary_logits', ()))
+      auxiliary = sum(mean_cross_entropy(logits, auxiliary_loss_weight)
+                      for logits in _auxiliary_logits(updates))
       # Replicated: added once to the global loss (one global batch, so the
       # original's division by the number of clones does not apply).
       l2 = losses.l2_regularization(params, config.weight_decay)
@@ -277,7 +282,7 @@ def create_train_step(config: ml_collections.ConfigDict, mesh: Mesh, class_weigh
         micro_auxiliary = sum(
             losses.cross_entropy_sums(logits, micro['label'], step=state.step,
                                       loss_weight=auxiliary_loss_weight, **loss_options)[0]
-            for logits in updates.get('intermediates', {}).get('auxiliary_logits', ()))
+            for logits in _auxiliary_logits(updates))
         sums = jax.lax.psum(
             jnp.stack([micro_sum, jnp.asarray(micro_auxiliary, jnp.float32), micro_count]),
             parallel.DATA_AXIS)

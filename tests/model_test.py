@@ -207,8 +207,8 @@ def test_zero_init_residual_zeroes_the_last_batch_norm_of_each_residual_branch(
 
 
 def test_zero_init_residual_mobilenet_v2_blocks_start_as_the_identity():
-  config = zoo_config('voc_mnv2', zero_init_residual=True)
   from deeplab_jax import variables as variables_lib  # pylint: disable=g-import-not-at-top
+  config = zoo_config('voc_mnv2', zero_init_residual=True)
   images = jax.random.uniform(jax.random.key(1), (1, 65, 65, 3)) * 255
 
   def block_outputs():
