@@ -128,7 +128,7 @@ def check_model(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'model.depthwise_kernel', ('auto', *layers.DEPTHWISE_KERNELS))
   _choice(config, 'model.pointwise_kernel', ('auto', *layers.POINTWISE_KERNELS))
   cell = _get(config, 'model.dense_prediction_cell')
-  if cell is not None:
+  if cell:  # None or '' (`--config.model.dense_prediction_cell=`): ASPP.
     from deeplab_jax.heads import dense_prediction_cell  # pylint: disable=g-import-not-at-top
     dense_prediction_cell.load_cell_config(cell)  # Names the file and what is wrong.
 

@@ -14,6 +14,7 @@ from flax import traverse_util
 
 import deeplab_jax
 from deeplab_jax import config_defaults as defaults
+from deeplab_jax import config_checks
 from deeplab_jax.heads import dense_prediction_cell
 import config_files
 
@@ -131,6 +132,17 @@ def test_dense_prediction_cell_rejects_a_missing_file():
   config = zoo_config('cityscapes_xception71_dpc', dense_prediction_cell='/nonexistent/cell.json')
   with pytest.raises(FileNotFoundError, match='cell.json'):
     abstract_variables(config)
+
+
+def test_an_empty_cell_flag_builds_aspp():
+  # `--config.model.dense_prediction_cell=` turns a config's cell off.
+  config = zoo_config('cityscapes_xception71_dpc', dense_prediction_cell='',
+                      atrous_rates=(6, 12, 18))
+  config_checks.check_model(config)
+  params = abstract_variables(config)['params']
+  assert 'meta_architecture' not in params
+  assert {'aspp0', 'image_pooling', 'concat_projection'} <= set(params)
+  assert any(name.startswith('aspp3') for name in params)  # The third atrous branch.
 
 
 def test_the_cell_file_is_read_once_when_the_model_is_created(tmp_path):

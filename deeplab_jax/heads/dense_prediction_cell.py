@@ -45,7 +45,8 @@ def load_cell_config(name_or_path: str) -> Tuple[Branch, ...]:
   if not os.path.exists(path):
     raise FileNotFoundError(
         f'config.model.dense_prediction_cell={name_or_path!r}: no such file; use a JSON path '
-        f'or one of {sorted(SHIPPED_CELLS)}.')
+        f'or one of {sorted(SHIPPED_CELLS)}, or leave it empty for ASPP '
+        '(--config.model.dense_prediction_cell=).')
   with open(path) as f:
     try:
       branches = json.load(f)
