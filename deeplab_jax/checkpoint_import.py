@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
+from deeplab_jax import backbones
 from deeplab_jax import variables as variables_lib
 
 # Saved alongside model variables by training, never part of the model.
@@ -40,7 +41,7 @@ def _read_tf_checkpoint(path_prefix: str) -> Dict[str, np.ndarray]:
 
 def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
                          include_logits: bool = True, backbone_only: Optional[bool] = None,
-                         seed: int = 0) -> Dict[str, dict]:
+                         partial_head: bool = False, seed: int = 0) -> Dict[str, dict]:
   """Returns `{'params': ..., 'batch_stats': ...}` read from a TF checkpoint.
 
   Args:
@@ -51,6 +52,13 @@ def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
     backbone_only: True for ImageNet checkpoints: only the backbone is read and
       the head is freshly initialised. None decides by whether the checkpoint
       has any head variables.
+    partial_head: True loads the head variables the checkpoint has and
+      initialises the model's others freshly, ignoring the checkpoint's others,
+      as the original's training does (`ignore_missing_vars=True`): a
+      MobileNetV2 model-zoo checkpoint (no decoder, no atrous branches) then
+      starts a model with a decoder, the cell or an auxiliary head. The
+      backbone must still be complete and every loaded shape match. False
+      (conversion, evaluation) requires every variable.
     seed: seed of the fresh initialisation of whatever is not loaded.
 
   Raises:
@@ -59,7 +67,7 @@ def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
   tf_vars = _read_tf_checkpoint(path_prefix)
   flat = traverse_util.flatten_dict(variables_lib.abstract_variables(config))
   by_name = {'/'.join(key[1:]): key for key in flat}  # key[0] is the collection.
-  backbone_scope = next(name for name in by_name).split('/')[0]
+  backbone_scope = backbones.scope_name(config.model.backbone)
   if backbone_only is None:
     backbone_only = all(n.startswith(backbone_scope + '/') for n in tf_vars)
 
@@ -73,13 +81,18 @@ def import_tf_checkpoint(path_prefix: str, config: ml_collections.ConfigDict, *,
   found = {n: v.shape for n, v in tf_vars.items() if wanted(n) and not (
       backbone_only and n not in expected and re.search(r'/(logits|Logits)/', n))}
   differences = variables_lib.shape_differences(found, expected)
+  if partial_head and not backbone_only:
+    differences, fresh = variables_lib.set_head_differences_aside(
+        differences, backbone_scope, source=path_prefix)
+    expected = {n: shape for n, shape in expected.items() if n not in fresh}
   if differences:
     raise variables_lib.CheckpointMismatchError(variables_lib.mismatch_report(
         f'{path_prefix} does not match the model of the config', differences,
         found_in='the checkpoint',
         model=variables_lib.describe_model(config),
         fix='A different number of classes needs include_logits=False '
-            '(config.initialize_last_layer=False).'))
+            '(config.initialize_last_layer=False); other differences, the model fields '
+            'above as the checkpoint was trained.'))
   if len(expected) < len(by_name):  # Part of the model is not loaded: initialise it.
     flat = traverse_util.flatten_dict(variables_lib.initial_variables(config, seed))
   for name in expected:

@@ -21,6 +21,7 @@ from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 from deeplab_jax import variables as variables_lib
 
@@ -265,40 +266,49 @@ def restore_variables(workdir: str, template_variables, step: Optional[int] = No
     manager.close()
 
 
-def load_variables_for_init(path: str, template_variables, *, include_logits: bool = True):
-  """Variables of the latest checkpoint under `path`, for `config.init_checkpoint`.
+def load_variables_for_init(path: str, template_variables, *, backbone_scope: str,
+                            include_logits: bool = True, model: str = ''):
+  """Variables from the latest checkpoint under `path`, for `config.init_checkpoint`.
 
-  With `include_logits=False`, the `logits/...` variables come from the
-  template (fresh), so a model with another number of classes can start from it.
+  Read as `checkpoint_import.import_tf_checkpoint(partial_head=True)` reads a
+  TF checkpoint: the backbone (`backbone_scope`) must match; head variables
+  the checkpoint has in the same shape are loaded, the template's others
+  (fresh) kept, the checkpoint's others ignored. With `include_logits=False`,
+  the `logits/...` variables come from the template whatever their saved
+  shape, so a model with another number of classes can start from it.
+  `model` (see `variables.describe_model`) goes into the mismatch report.
   """
-  if include_logits:
-    return restore_variables(path, template_variables)[0]
   directory = find_checkpoint_dir(path)
   manager = CheckpointManager(path, directory=directory, read_only=True)
   try:
-    step = manager.latest_step()
-    saved = manager._manager.item_metadata(step)  # pylint: disable=protected-access
-    templates = {}
-    for item in VARIABLE_ITEMS:
-      # Read the saved logits whatever their shape, then replace them.
-      saved_shapes = variables_lib.named_shapes(_metadata_tree(saved[item]))
-      template = template_variables.get(item, {})
-
-      def keep_saved_logits(key_path, leaf, saved_shapes=saved_shapes):
-        name = variables_lib.variable_name(key_path)
-        if name.startswith('logits/') and name in saved_shapes:
-          return jax.ShapeDtypeStruct(saved_shapes[name], leaf.dtype, sharding=leaf.sharding)
-        return leaf
-      templates[item] = jax.tree_util.tree_map_with_path(keep_saved_logits, template)
-    restored, _ = manager.restore_variables(templates)
+    saved = manager._manager.item_metadata(manager.latest_step())  # pylint: disable=protected-access
+    sharding = getattr(jax.tree.leaves(template_variables)[0], 'sharding', None)
+    as_saved = {item: jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+        _metadata_tree(saved[item]) or {}) for item in VARIABLE_ITEMS}
+    restored, _ = manager.restore_variables(as_saved)
   finally:
     manager.close()
-
-  def fresh_logits(item):
-    def pick(key_path, loaded, fresh):
-      return fresh if variables_lib.variable_name(key_path).startswith('logits/') else loaded
-    return jax.tree_util.tree_map_with_path(pick, restored[item], template_variables.get(item, {}))
-  return {item: fresh_logits(item) for item in VARIABLE_ITEMS}
+  # Names without the collection, as in a TF checkpoint.
+  found = {'/'.join(key[1:]): value for key, value in traverse_util.flatten_dict(restored).items()}
+  template = traverse_util.flatten_dict(template_variables)
+  by_name = {'/'.join(key[1:]): key for key in template}
+  wanted = lambda name: include_logits or not name.startswith('logits/')
+  differences = variables_lib.shape_differences(
+      {n: v.shape for n, v in found.items() if wanted(n)},
+      {n: template[key].shape for n, key in by_name.items() if wanted(n)})
+  differences, fresh = variables_lib.set_head_differences_aside(differences, backbone_scope,
+                                                                source=directory)
+  if differences:
+    raise variables_lib.CheckpointMismatchError(variables_lib.mismatch_report(
+        f'The checkpoint in {directory} does not match the model of the config', differences,
+        found_in='the checkpoint', model=model,
+        fix='A different number of classes needs config.initialize_last_layer=False; other '
+            'differences, the model fields above as the checkpoint was trained.'))
+  for name, key in by_name.items():
+    if wanted(name) and name not in fresh:
+      template[key] = found[name]
+  return traverse_util.unflatten_dict(template)
 
 
 def save_variables(workdir: str, variables, step: int = 0) -> str:

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from deeplab_jax import backbones
 from deeplab_jax import checkpointing
 from deeplab_jax import config_checks
 from deeplab_jax import evaluate
@@ -143,12 +144,15 @@ def initialise_from_checkpoint(config, variables, mesh: Mesh):
     logging.info('Initialising from the TF checkpoint %s (last layer: %s).', path,
                  config.initialize_last_layer)
     loaded = checkpoint_import.import_tf_checkpoint(
-        path, config, include_logits=config.initialize_last_layer, seed=config.seed)
+        path, config, include_logits=config.initialize_last_layer, partial_head=True,
+        seed=config.seed)
   else:
     logging.info('Initialising from the Orbax checkpoint in %s (last layer: %s).', path,
                  config.initialize_last_layer)
     loaded = checkpointing.load_variables_for_init(
-        path, variables, include_logits=config.initialize_last_layer)
+        path, variables, backbone_scope=backbones.scope_name(config.model.backbone),
+        include_logits=config.initialize_last_layer,
+        model=variables_lib.describe_model(config))
   return parallel.replicate(variables_lib.model_collections(loaded), mesh)
 
 

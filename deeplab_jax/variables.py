@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 
 from deeplab_jax import layers
 from deeplab_jax.model import create_model
@@ -110,13 +111,35 @@ def shape_differences(found: Dict[str, Tuple[int, ...]],
                       if tuple(found[n]) != tuple(expected[n])))
 
 
+def set_head_differences_aside(differences: ShapeDifferences, backbone_scope: str, source: str
+                               ) -> Tuple[ShapeDifferences, Tuple[str, ...]]:
+  """Starting a model from a checkpoint with another head, as the original's
+  training does (`ignore_missing_vars`): the model's head variables that the
+  checkpoint lacks start fresh, the checkpoint's that the model lacks are
+  ignored (both logged, naming `source`). Returns (what still differs: the
+  backbone's differences and mis-shaped variables, the names that start fresh).
+  """
+  in_head = lambda name: not name.startswith(backbone_scope + '/')
+  fresh = tuple(n for n in differences.missing if in_head(n))
+  ignored = tuple(n for n in differences.unexpected if in_head(n))
+  if fresh or ignored:
+    logging.info('%s: %d head variables start fresh (not in the checkpoint): %s; %d of the '
+                 "checkpoint's are not in the model and are ignored: %s", source, len(fresh),
+                 ', '.join(fresh), len(ignored), ', '.join(ignored))
+  rest = dataclasses.replace(
+      differences, missing=tuple(n for n in differences.missing if n not in fresh),
+      unexpected=tuple(n for n in differences.unexpected if n not in ignored))
+  return rest, fresh
+
+
 def describe_model(config: ml_collections.ConfigDict) -> str:
   """The model fields that decide which variables there are."""
   m = config.model
   return (f'backbone={m.backbone}, num_classes={m.num_classes}, '
           f'atrous_rates={tuple(m.atrous_rates or ())}, '
           f'decoder_output_stride={m.decoder_output_stride}, '
-          f'dense_prediction_cell={m.dense_prediction_cell}')
+          f'dense_prediction_cell={m.dense_prediction_cell}, '
+          f'auxiliary_loss_weight={config.get("auxiliary_loss_weight", 0.0)}')
 
 
 def mismatch_report(headline: str, differences: ShapeDifferences, *, found_in: str,

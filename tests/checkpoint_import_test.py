@@ -79,3 +79,34 @@ def test_mismatch_lists_missing_unexpected_and_misshaped_variables(tf_checkpoint
 def test_missing_checkpoint_names_the_path(tmp_path):
   with pytest.raises(FileNotFoundError, match='nothing-here.index'):
     deeplab_jax.import_tf_checkpoint(str(tmp_path / 'nothing-here'), voc_mnv2.get_config())
+
+
+def test_training_from_a_model_zoo_checkpoint_loads_what_matches_and_starts_the_rest_fresh(
+    tf_checkpoint):
+  # configs/custom.py (the cell, a decoder, an auxiliary head) from a MobileNetV2
+  # model-zoo checkpoint (ASPP without atrous branches, no decoder), 5 classes.
+  prefix = tf_checkpoint('mnv2_voc_os16')
+  original = read_all(prefix)
+  config = config_files.module('custom').get_config()
+  config.model.num_classes = 5
+  with pytest.raises(deeplab_jax.CheckpointMismatchError, match='auxiliary/'):
+    deeplab_jax.import_tf_checkpoint(prefix, config, include_logits=False)  # As conversion does.
+  imported = flat(deeplab_jax.import_tf_checkpoint(
+      prefix, config, include_logits=False, partial_head=True, seed=3))
+  fresh = flat(variables.initial_variables(config, seed=3))
+  assert set(imported) == set(fresh)
+  backbone = [n for n in original if n.startswith('MobilenetV2/')]
+  assert len(backbone) > 100
+  for name in backbone:
+    np.testing.assert_array_equal(imported[name], original[name], err_msg=name)
+  started_fresh = (set(fresh) - set(original)) | {n for n in fresh if n.startswith('logits/')}
+  assert {n.split('/')[0] for n in started_fresh} >= {'auxiliary', 'decoder', 'logits'}
+  for name in started_fresh:
+    np.testing.assert_array_equal(imported[name], fresh[name], err_msg=name)
+
+  # What the checkpoint has in another shape is still refused: ASPP with three
+  # atrous branches projects 5 branches, the checkpoint's 2.
+  config.model.dense_prediction_cell = ''
+  with pytest.raises(deeplab_jax.CheckpointMismatchError,
+                     match=r'concat_projection/weights: \(1, 1, 512, 256\) in the checkpoint'):
+    deeplab_jax.import_tf_checkpoint(prefix, config, include_logits=False, partial_head=True)

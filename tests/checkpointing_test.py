@@ -113,12 +113,33 @@ def test_init_from_orbax_without_the_last_layer_takes_fresh_logits(tmp_path):
   fresh_params = dict(fresh.params, logits={'semantic': {
       'weights': jnp.ones((4, 7)), 'biases': jnp.zeros((7,))}})
   template = {'params': fresh_params, 'batch_stats': fresh.batch_stats}
-  loaded = checkpointing.load_variables_for_init(str(tmp_path), template, include_logits=False)
+  loaded = checkpointing.load_variables_for_init(str(tmp_path), template, backbone_scope='conv',
+                                                 include_logits=False)
   np.testing.assert_array_equal(loaded['params']['logits']['semantic']['weights'],
                                 np.ones((4, 7)))
   assert_trees_equal(loaded['params']['conv'], toy_state(seed=1).params['conv'])
   with pytest.raises(CheckpointMismatchError, match='logits/semantic/weights'):
-    checkpointing.load_variables_for_init(str(tmp_path), template, include_logits=True)
+    checkpointing.load_variables_for_init(str(tmp_path), template, backbone_scope='conv',
+                                          include_logits=True)
+
+
+def test_init_from_orbax_of_another_head_loads_what_matches_and_starts_the_rest_fresh(tmp_path):
+  saved = toy_state(seed=1)
+  checkpointing.save_variables(str(tmp_path), {
+      'params': dict(saved.params, aspp={'weights': jnp.ones((4, 4))}),
+      'batch_stats': saved.batch_stats})
+  fresh = toy_state(seed=4)
+  template = {'params': dict(fresh.params, cell={'weights': jnp.full((4, 3), 7.0)}),
+              'batch_stats': fresh.batch_stats}
+  loaded = checkpointing.load_variables_for_init(str(tmp_path), template, backbone_scope='conv')
+  assert_trees_equal(loaded['params'], dict(saved.params, cell=template['params']['cell']))
+  assert_trees_equal(loaded['batch_stats'], saved.batch_stats)
+  # The backbone must match: another width is refused by name.
+  other = toy_state(width=6)
+  with pytest.raises(CheckpointMismatchError, match=r'conv/weights: \(3, 4\) in the checkpoint'):
+    checkpointing.load_variables_for_init(
+        str(tmp_path), {'params': other.params, 'batch_stats': other.batch_stats},
+        backbone_scope='conv', include_logits=False)
 
 
 def test_converted_checkpoint_restores_for_training_with_fresh_optimizer(tmp_path):

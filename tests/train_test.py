@@ -214,6 +214,33 @@ def test_frozen_batch_norm_keeps_statistics_but_trains_gamma_beta(tf_checkpoint)
   assert not unchanged
 
 
+def test_init_from_a_run_with_another_head_loads_the_backbone_and_starts_the_new_head_fresh(
+    tmp_path):
+  # A run trained with ASPP and no decoder, then a model with the cell, the
+  # decoder and an auxiliary head (configs/custom.py's) started from its workdir.
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  before = tiny_config()
+  saved = jax.device_get(train.initial_variables(before, mesh, seed=5))
+  checkpointing.save_variables(str(tmp_path), saved, step=7)
+  config = tiny_config(init_checkpoint=str(tmp_path), auxiliary_loss_weight=0.4,
+                       **{'model.dense_prediction_cell': 'cityscapes',
+                          'model.decoder_output_stride': 4})
+  fresh = jax.device_get(train.initial_variables(config, mesh))
+  loaded = jax.device_get(train.initialise_from_checkpoint(config, fresh, mesh))
+  flat = lambda tree: {jax.tree_util.keystr(p): leaf
+                       for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  saved, fresh, loaded = flat(saved), flat(fresh), flat(loaded)
+  assert set(loaded) == set(fresh)
+  from_checkpoint = [n for n in loaded if n in saved]
+  assert sum("'MobilenetV2'" in n for n in from_checkpoint) > 100
+  assert any("'logits/semantic'" in n for n in from_checkpoint)
+  for name in loaded:
+    np.testing.assert_array_equal(loaded[name], (saved if name in saved else fresh)[name],
+                                  err_msg=name)
+  assert {n.split("'")[3] for n in loaded if n not in saved} == {
+      'meta_architecture', 'decoder', 'auxiliary'}
+
+
 def test_fine_tuned_batch_norm_updates_statistics():
   config = tiny_config()
   mesh = parallel.make_mesh(jax.devices()[:1])

@@ -17,6 +17,15 @@ BACKBONES = ('mobilenet_v2', 'xception_41', 'xception_65', 'xception_71',
              'resnet_v1_50_beta', 'resnet_v1_101_beta')
 
 
+def scope_name(name: str) -> str:
+  """The original's scope of backbone `name`: the first part of its variables' names."""
+  if name == 'mobilenet_v2':
+    return 'MobilenetV2'
+  if name.startswith('resnet_v1_'):
+    return name[:-len('_beta')]  # The beta variants use the plain ResNet scopes.
+  return name
+
+
 def create_backbone(name: str, *, output_stride: int = 16, depth_multiplier: float = 1.0,
                     multi_grid: Sequence[int] = (1, 1, 1), bn_axis_name: Optional[str] = None,
                     dtype=jnp.float32, remat: bool = False, bn_decay: Optional[float] = None,
@@ -32,11 +41,10 @@ def create_backbone(name: str, *, output_stride: int = 16, depth_multiplier: flo
                 remat=remat, bn_decay=bn_decay, kernels=kernels,
                 zero_init_residual=zero_init_residual)
   if name == 'mobilenet_v2':
-    return MobileNetV2(depth_multiplier=depth_multiplier, name='MobilenetV2', **common)
+    return MobileNetV2(depth_multiplier=depth_multiplier, name=scope_name(name), **common)
   if name in ('xception_41', 'xception_65', 'xception_71'):
-    return Xception(variant=name, multi_grid=tuple(multi_grid), name=name, **common)
+    return Xception(variant=name, multi_grid=tuple(multi_grid), name=scope_name(name), **common)
   if name in ('resnet_v1_50_beta', 'resnet_v1_101_beta'):
-    # The beta variants use the plain ResNet scopes (resnet_v1_50/…).
-    return ResNetV1Beta(variant=name, multi_grid=tuple(multi_grid), name=name[:-len('_beta')],
+    return ResNetV1Beta(variant=name, multi_grid=tuple(multi_grid), name=scope_name(name),
                         **common)
   raise ValueError(f'config.model.backbone={name!r} is unknown; choose one of {BACKBONES}.')
