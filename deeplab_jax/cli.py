@@ -196,7 +196,8 @@ def _main():
   mode = FLAGS.mode
   _check_flags(mode)
   _initialise_distributed()
-  from deeplab_jax import config_checks  # pylint: disable=g-import-not-at-top
+  from deeplab_jax import config_checks, config_defaults  # pylint: disable=g-import-not-at-top
+  config_defaults.resolve_eval_crop_size(config)
   config_checks.check_config(config, mode, jax.device_count(), jax.process_count())
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir)) if FLAGS.workdir else None
   if workdir:

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import types
 
+from absl import logging
 import ml_collections
 from ml_collections.config_dict import placeholder
 
@@ -140,6 +141,7 @@ def get_config():
   config.initialize_last_layer = True
 
   # --- Evaluation (eval.py flags) -----------------------------------------
+  # None: the training crop (`resolve_eval_crop_size`), for 'slide' below.
   config.eval_crop_size = (513, 513)
   config.eval_batch_size = 8
   config.eval_scales = (1.0,)
@@ -165,6 +167,16 @@ def get_config():
   config.keep_checkpoints = 3
   config.num_prediction_images = 8  # Prediction overlays written at each evaluation.
   return config
+
+
+def resolve_eval_crop_size(config: ml_collections.ConfigDict) -> None:
+  """An unset `eval_crop_size` becomes `train_crop_size`, whatever the command
+  line made that: evaluation windows then show the model what its training
+  crops showed it. Called once at startup, before the checks."""
+  if config.get('eval_crop_size') is None:
+    config.eval_crop_size = tuple(int(c) for c in config.train_crop_size)
+    logging.info('config.eval_crop_size is unset: evaluating with the training crop %s.',
+                 config.eval_crop_size)
 
 
 def apply_variant(config, arg=None):

@@ -99,7 +99,8 @@ def cases(tmp, custom_folder):
       # A custom folder: missing, and evaluation images larger than the crop.
       ([CUSTOM, f'--config.dataset.data_dir={tmp}/no_such_folder', '--config.model.num_classes=3'],
        ['no_such_folder'], 1),
-      ([CUSTOM.replace(':tiny', ''), *custom[1:], '--config.eval_crop_size=33,33'],
+      ([CUSTOM.replace(':tiny', ''), *custom[1:], '--config.eval_mode=whole',
+        '--config.eval_crop_size=33,33'],
        ['config.eval_crop_size', '40x50'], 2),
       # Class weights that do not match the class count the folder gives.
       ([CUSTOM, f'--config.dataset.data_dir={custom_folder}', '--config.class_weights=1,2'],

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from deeplab_jax import config_checks
+from deeplab_jax import config_defaults
 from deeplab_jax.data import datasets
 import config_files
 
@@ -24,11 +25,29 @@ def test_every_shipped_config_passes_and_its_eval_crop_holds_its_images(name, va
   their first evaluation on real images (up to 500x500 and 1024x2048) that do
   not fit a 129x129 crop. They now shrink the images to it."""
   config = shipped_config(name, variant)
+  config_defaults.resolve_eval_crop_size(config)  # As main.py does first.
   config_checks.check_config(config, 'train', num_devices=1)
   if config.dataset.name == 'custom':
     return  # Its images are the user's (checked from the files at startup).
   largest = datasets._tfds_entry(config.dataset).largest_image  # pylint: disable=protected-access
   config_checks.check_eval_crop_fits(config, largest, config.dataset.name)
+
+
+def test_custom_evaluates_in_windows_of_the_crop_it_trains_on():
+  # `--config.train_crop_size=129,129` alone: evaluation follows it.
+  config = shipped_config('custom')
+  config.train_crop_size = (129, 129)
+  config_defaults.resolve_eval_crop_size(config)
+  assert (config.eval_mode, config.eval_crop_size) == ('slide', (129, 129))
+  # A crop of its own is kept, and other configs keep theirs.
+  config = shipped_config('custom')
+  config.train_crop_size, config.eval_crop_size = (129, 129), (193, 193)
+  config_defaults.resolve_eval_crop_size(config)
+  assert config.eval_crop_size == (193, 193)
+  config = shipped_config('voc_mnv2')
+  config.train_crop_size = (321, 321)
+  config_defaults.resolve_eval_crop_size(config)
+  assert config.eval_crop_size == (513, 513)
 
 
 def test_a_crop_smaller_than_the_images_is_refused_with_a_crop_that_fits():

@@ -282,6 +282,20 @@ def test_grey_stored_as_rgb_and_eval_images_too_large(tmp_path):
   assert '--config.eval_crop_size="(33, 33)"' in too_large.fix
 
 
+def test_eval_images_larger_than_the_crop_are_an_error_only_without_sliding(
+    tmp_path, capsys):
+  root = write_clean_folder(tmp_path)  # 24x32 images.
+  config = custom_config.get_config()  # Slides windows of the training crop.
+  config.dataset.data_dir = root
+  config.model.num_classes = 3
+  config.train_crop_size = config.eval_crop_size = (17, 17)
+  assert check.run_check_data(config) == 0
+  assert 'eval_crop_size' not in capsys.readouterr().out
+  config.eval_mode = 'whole'
+  assert check.run_check_data(config) == 1
+  assert 'larger than eval_crop_size (17, 17)' in capsys.readouterr().out
+
+
 def test_num_classes_is_taken_from_the_data_or_checked(tmp_path, capsys,
                                                        caplog):
   root = write_clean_folder(tmp_path)

@@ -361,7 +361,8 @@ def run_check_data(config) -> int:
   report = check_dataset(
       config.dataset, num_classes=num_classes,
       train_crop_size=config.get('train_crop_size'),
-      eval_crop_size=config.get('eval_crop_size'))
+      # Slide mode covers images of any size with windows of the crop.
+      eval_crop_size=None if config.get('eval_mode') == 'slide' else config.get('eval_crop_size'))
   if num_classes is None and report.num_classes is not None:
     report.notes.append(
         f'config.model.num_classes is not set: training takes '
