@@ -169,14 +169,16 @@ def get_config():
   return config
 
 
-def resolve_eval_crop_size(config: ml_collections.ConfigDict) -> None:
+def resolve_eval_crop_size(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """An unset `eval_crop_size` becomes `train_crop_size`, whatever the command
   line made that: evaluation windows then show the model what its training
-  crops showed it. Called once at startup, before the checks."""
+  crops showed it. In place, once at startup before the checks (and by the
+  Predictor and export on their copy); returns `config`."""
   if config.get('eval_crop_size') is None:
     config.eval_crop_size = tuple(int(c) for c in config.train_crop_size)
     logging.info('config.eval_crop_size is unset: evaluating with the training crop %s.',
                  config.eval_crop_size)
+  return config
 
 
 def apply_variant(config, arg=None):

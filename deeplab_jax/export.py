@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from deeplab_jax import canvas
+from deeplab_jax import config_defaults
 from deeplab_jax import predictor
 from deeplab_jax import variables as variables_lib
 from deeplab_jax.export_files import EXPORT_FILE, INFO_FILE, SAVED_MODEL_DIR, TFLITE_FILE
@@ -211,6 +212,7 @@ def export_model(config: ml_collections.ConfigDict, variables, output_dir: str, 
     with a warning where it cannot be lowered).
   step: the checkpoint step, recorded in export_info.json.
   """
+  config = config_defaults.resolve_eval_crop_size(config.copy_and_resolve_references())
   variables_lib.check_variables(config, variables)
   if tflite is None:
     tflite = str(config.model.backbone).startswith('mobilenet')

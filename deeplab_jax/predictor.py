@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from deeplab_jax import canvas
+from deeplab_jax import config_defaults
 from deeplab_jax import export_files
 from deeplab_jax import scoring
 from deeplab_jax import variables as variables_lib
@@ -205,6 +206,7 @@ class Predictor:
                      resize_long_side: Optional[int] = None, pad_to_crop: bool = True,
                      check: bool = True) -> 'Predictor':
     """In-process prediction with `{'params', 'batch_stats'}` of the config's model."""
+    config = config_defaults.resolve_eval_crop_size(config.copy_and_resolve_references())
     if check:
       variables_lib.check_variables(config, variables)
     variables = jax.device_put(variables_lib.model_collections(variables))

@@ -115,6 +115,22 @@ def test_multi_scale_and_flip_from_the_config():
   assert_same_labels(labels, reference(config, variables, image, (50, 60), (65, 65)))
 
 
+def test_an_unset_eval_crop_slides_windows_of_the_training_crop(tiny):
+  # configs/custom.py leaves eval_crop_size unset; the Python API resolves it too.
+  config, variables = tiny
+  config = config.copy_and_resolve_references()
+  config.eval_mode, config.train_crop_size = 'slide', (65, 65)
+  explicit = config.copy_and_resolve_references()
+  explicit.eval_crop_size = (65, 65)
+  config.eval_crop_size = None
+  model = predictor.Predictor.from_variables(config, variables)
+  assert config.eval_crop_size is None  # The caller's config is left as it was.
+  assert model.info['crop_size'] == [65, 65] and model.info['slide_stride'] == [43, 43]
+  image = natural_image(70, 100, seed=3)
+  np.testing.assert_array_equal(
+      model.predict(image), predictor.Predictor.from_variables(explicit, variables).predict(image))
+
+
 def test_from_workdir_restores_the_latest_checkpoint(tiny, tmp_path):
   config, variables = tiny
   checkpointing.save_variables(str(tmp_path), variables, step=7)
